@@ -1,0 +1,84 @@
+"""The ``pgml-trigger`` command: install, upload, demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .errors import PgmlTriggerError
+
+LOADABLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+
+def _dsn_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dsn", default=os.environ.get("PGML_TRIGGER_DSN", ""),
+                        help="libpq connection string (default: $PGML_TRIGGER_DSN, then the PG* variables)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pgml-trigger", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    install = commands.add_parser("install", help="install or upgrade pgml_trigger in a database (DBA)")
+    _dsn_option(install)
+    install.add_argument("--venv", type=Path, help="where to build the server's Python environment "
+                         "(default: /opt/pgml_trigger/pythonX.Y as root, else ~/.local/share/pgml_trigger/pythonX.Y)")
+    install.add_argument("--python-path", help="use this existing site-packages directory instead of building one")
+    install.add_argument("--source", help="what pip installs into the environment (default: this checkout)")
+    install.add_argument("--no-apt", action="store_true", help="never install OS packages, only say which are missing")
+
+    upload = commands.add_parser("upload", help="upload a saved model file (.joblib, .pkl)")
+    upload.add_argument("file", type=Path)
+    upload.add_argument("--name", required=True)
+    upload.add_argument("--alias")
+    upload.add_argument("--description")
+    upload.add_argument("--feature-names", help="comma-separated, for models fitted on bare arrays")
+    _dsn_option(upload)
+
+    demo = commands.add_parser("demo", help="run the whole product on a throwaway local PostgreSQL")
+    demo.add_argument("--dsn", default=None, help="use this database instead of a throwaway cluster")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "install":
+            from .install import install
+
+            install(args.dsn, venv=args.venv, python_path=args.python_path, source=args.source,
+                    allow_apt=not args.no_apt)
+        elif args.command == "upload":
+            return _upload(args)
+        elif args.command == "demo":
+            from .demo import run
+
+            run(args.dsn)
+    except PgmlTriggerError as exc:
+        print(f"pgml-trigger: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _upload(args) -> int:
+    import joblib
+
+    from .uploader import upload
+
+    if args.file.suffix.lower() not in LOADABLE_SUFFIXES:
+        print(f"pgml-trigger: {args.file} is not a .joblib or .pkl file", file=sys.stderr)
+        return 2
+    model = joblib.load(args.file)  # the user's own file, loaded in the user's own process
+    names = args.feature_names.split(",") if args.feature_names else None
+    version = upload(args.dsn, args.name, model, feature_names=names, alias=args.alias,
+                     description=args.description)
+    print(f"uploaded {args.name}@{version}" + (f" (alias {args.alias})" if args.alias else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Every error pgml_trigger raises, each bound to the SQLSTATE a SQL caller sees.
+
+The server entry points (server/entry.py) turn these into PostgreSQL errors
+with the class's SQLSTATE, so clients can catch what they mean
+(psycopg.errors.UndefinedObject for an unknown model, and so on). The
+uploader raises the same classes in the client process.
+"""
+
+from __future__ import annotations
+
+
+class PgmlTriggerError(Exception):
+    """Base class; ``sqlstate`` is what PostgreSQL reports for it."""
+
+    sqlstate = "XX000"
+
+    def __init__(self, message: str, *, detail: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+
+
+class InvalidModel(PgmlTriggerError, ValueError):
+    """The object offered for upload cannot be scored (not fitted, no predict, ...)."""
+
+    sqlstate = "22023"  # invalid_parameter_value
+
+
+class InvalidModelRef(PgmlTriggerError, ValueError):
+    sqlstate = "22023"  # invalid_parameter_value
+
+
+class ModelNotFound(PgmlTriggerError, LookupError):
+    sqlstate = "42704"  # undefined_object
+
+
+class FeatureMissing(PgmlTriggerError, KeyError):
+    sqlstate = "42703"  # undefined_column
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class FeatureTypeMismatch(PgmlTriggerError, TypeError):
+    sqlstate = "42804"  # datatype_mismatch
+
+
+class FeatureCountMismatch(PgmlTriggerError, ValueError):
+    sqlstate = "22023"  # invalid_parameter_value
+
+
+class FeatureMissingValue(PgmlTriggerError, ValueError):
+    """A NULL (or NaN) feature given to a model that does not accept missing values."""
+
+    sqlstate = "22004"  # null_value_not_allowed
+
+
+class FeatureOutOfRange(PgmlTriggerError, ValueError):
+    sqlstate = "22003"  # numeric_value_out_of_range
+
+
+class WrongModelKind(PgmlTriggerError, TypeError):
+    """predict_proba on a regressor, predict on text class labels, ..."""
+
+    sqlstate = "42809"  # wrong_object_type
+
+
+class ModelRejectedInput(PgmlTriggerError, ValueError):
+    """The estimator itself refused the input (e.g. an unknown category)."""
+
+    sqlstate = "22000"  # data_exception
+
+
+class ModelCorrupted(PgmlTriggerError):
+    """The stored payload does not match its recorded checksum."""
+
+    sqlstate = "XX001"  # data_corrupted
+
+
+class ModelLoadFailed(PgmlTriggerError):
+    """The payload is intact but this server cannot deserialize it (missing module, ...)."""
+
+    sqlstate = "55000"  # object_not_in_prerequisite_state
+
+
+class AttachmentStale(PgmlTriggerError):
+    """The model behind a trigger now expects other features than the trigger passes."""
+
+    sqlstate = "55000"  # object_not_in_prerequisite_state
+
+
+class InstallError(PgmlTriggerError):
+    """The installer cannot go on; the message says what the DBA must do."""
+
+    sqlstate = "55000"

@@ -1,0 +1,250 @@
+"""The DBA's installer: make a PostgreSQL database score models with pgml_trigger.
+
+Safe to run again at any time. In order, it:
+
+1. checks the server (13 or newer, plpython3u available; installs the OS
+   package when run as root on the database host with apt);
+2. asks PL/Python which interpreter it embeds and builds a virtual
+   environment with that same interpreter, readable by the server's OS user,
+   holding this package and its runtime dependencies;
+3. points the database at it (ALTER DATABASE ... SET pgml_trigger.python_path);
+4. applies the migrations in sql/ in order, in one transaction, under an
+   advisory lock, recording each in pgml_trigger.migrations;
+5. checks that ``SELECT pgml_trigger.version()`` answers from inside the server.
+
+Needs only psycopg in the installing process; scikit-learn and friends go
+into the server's environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from . import __version__
+from .errors import InstallError
+from .sqlfiles import migrations, query
+
+MIN_SERVER_VERSION = 130000
+# Server-side copies of these are pinned to the installing process's versions
+# when it has them, so models pickled here load there unchanged.
+PINNED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "joblib", "pandas", "threadpoolctl")
+
+
+@dataclass
+class InstallReport:
+    server_version: str
+    interpreter: str
+    python_path: str
+    applied: list[str]
+    skipped: list[str]
+    smoke_version: str
+
+
+def default_venv_dir(python_version: str) -> Path:
+    if os.geteuid() == 0:
+        return Path("/opt/pgml_trigger") / f"python{python_version}"
+    return Path.home() / ".local" / "share" / "pgml_trigger" / f"python{python_version}"
+
+
+def project_root() -> Path | None:
+    """The source tree this package was imported from, if it was (a checkout or editable install)."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").exists() else None
+
+
+def install(dsn: str, *, venv: Path | None = None, python_path: str | None = None, source: str | None = None,
+            allow_apt: bool = True, log=print) -> InstallReport:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        server = _check_server(conn, allow_apt, log)
+        conn.execute(query("install_plpython"))
+        conn.execute(query("install_probe"))
+        probe = json.loads(conn.execute(query("install_probe_call")).fetchone()[0])
+        py_version = "{}.{}".format(*probe["version"][:2])
+        interpreter = _interpreter(probe)
+        log(f"PL/Python embeds Python {'.'.join(map(str, probe['version']))} ({interpreter})")
+        if python_path is None:
+            venv = venv or default_venv_dir(py_version)
+            python_path = str(_build_environment(interpreter, venv, source, allow_apt, log))
+        log(f"server imports pgml_trigger from {python_path}")
+        from psycopg import sql
+
+        conn.execute(sql.SQL(query("install_python_path")).format(
+            database=sql.Identifier(server["database"]), path=sql.Literal(python_path)))
+        applied, skipped = migrate(conn, log)
+    with psycopg.connect(dsn, autocommit=True) as fresh:  # a new backend reads the new setting
+        smoke_version = fresh.execute(query("install_smoke")).fetchone()[0]
+    expected = _installed_version(python_path)
+    if smoke_version != expected:
+        raise InstallError(f"smoke test failed: the server imports pgml_trigger {smoke_version}, "
+                           f"but {expected} was installed into {python_path}")
+    log(f"smoke test passed: SELECT pgml_trigger.version() = {smoke_version}")
+    return InstallReport(server_version=server["version"], interpreter=str(interpreter), python_path=python_path,
+                         applied=applied, skipped=skipped, smoke_version=smoke_version)
+
+
+def migrate(conn, log=print) -> tuple[list[str], list[str]]:
+    """Apply pending migrations in one transaction; refuse any applied one whose text changed."""
+    applied, skipped = [], []
+    with conn.transaction():
+        conn.execute(query("install_lock"))
+        conn.execute(query("install_ledger"))
+        done = dict(conn.execute(query("install_applied")).fetchall())
+        for version, text in migrations():
+            checksum = hashlib.sha256(text.encode()).hexdigest()
+            if version in done:
+                if done[version] != checksum:
+                    raise InstallError(f"migration {version} was applied with checksum {done[version]}, but "
+                                       f"sql/{version}.sql now has checksum {checksum}",
+                                       hint="never edit an applied migration; add a new numbered file instead")
+                skipped.append(version)
+                continue
+            conn.execute(text)
+            conn.execute(query("install_record"), {"version": version, "checksum": checksum})
+            applied.append(version)
+    log(f"migrations applied: {', '.join(applied) or 'none'}; already present: {', '.join(skipped) or 'none'}")
+    return applied, skipped
+
+
+def _check_server(conn, allow_apt: bool, log) -> dict:
+    server = conn.execute(query("install_server")).fetchone()
+    info = dict(zip(("version_num", "version", "plpython_available", "is_superuser", "database"), server))
+    if info["version_num"] < MIN_SERVER_VERSION:
+        raise InstallError(f"PostgreSQL {info['version']} is too old; pgml_trigger needs 13 or newer")
+    if not info["is_superuser"]:
+        raise InstallError("the installer must connect as a superuser (it creates plpython3u functions and "
+                           "sets pgml_trigger.python_path for the database)")
+    log(f"PostgreSQL {info['version']}, database {info['database']}")
+    if not info["plpython_available"]:
+        major = info["version_num"] // 10000
+        package = f"postgresql-plpython3-{major}"
+        if not (allow_apt and _can_apt(major)):
+            raise InstallError(f"plpython3u is not available on this server; install the OS package {package} "
+                               "on the database host (e.g. apt-get install " + package + ") and run this again")
+        log(f"plpython3u missing: installing {package} with apt-get")
+        _apt_install(package)
+        if not conn.execute(query("install_server")).fetchone()[2]:
+            raise InstallError(f"{package} was installed but the server still has no plpython3u")
+    return info
+
+
+def _can_apt(major: int) -> bool:
+    # Only on the database host itself: its server files are where apt puts them.
+    return (os.geteuid() == 0 and shutil.which("apt-get") is not None
+            and Path(f"/usr/lib/postgresql/{major}/lib").is_dir())
+
+
+def _apt_install(*packages: str) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    command = ["apt-get", "install", "-y", "-q", *packages]
+    if subprocess.run(command, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise InstallError(f"apt-get install {' '.join(packages)} failed:\n{done.stderr[-2000:]}")
+
+
+def _interpreter(probe: dict) -> Path:
+    major, minor = probe["version"][:2]
+    candidates = [Path(probe["base_prefix"]) / "bin" / f"python{major}.{minor}", Path(probe["executable"])]
+    for candidate in candidates:
+        if candidate.name.startswith("python") and candidate.exists():
+            return candidate
+    raise InstallError(f"cannot find the interpreter PL/Python embeds (Python {major}.{minor} under "
+                       f"{probe['base_prefix']}) on this machine; run the installer on the database host, "
+                       "or build an environment there and pass --python-path")
+
+
+def _build_environment(interpreter: Path, venv: Path, source: str | None, allow_apt: bool, log) -> Path:
+    source = source or (str(project_root()) if project_root() else None)
+    if source is None:
+        raise InstallError("no package source to install into the server's environment; pass --source "
+                           "(a pgml_trigger checkout or wheel)")
+    python = venv / "bin" / "python"
+    if not _venv_matches(venv, interpreter):
+        log(f"creating virtual environment {venv} with {interpreter}")
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        _create_venv(interpreter, venv, allow_apt)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="pgml_trigger-pins-", delete=False) as pins:
+        pins.write("".join(f"{name}=={version}\n" for name, version in _local_versions().items()))
+    try:
+        log(f"installing {source} and its dependencies into {venv}")
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        _run([*pip, "--constraint", pins.name, source])
+        # A local source keeps its version number across edits: reinstall it, not its dependencies.
+        _run([*pip, "--no-deps", "--force-reinstall", source])
+    finally:
+        os.unlink(pins.name)
+    site_packages = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).strip())
+    _make_readable(venv)
+    return site_packages
+
+
+def _venv_matches(venv: Path, interpreter: Path) -> bool:
+    python = venv / "bin" / "python"
+    if not python.exists():
+        return False
+    want = subprocess.run([str(interpreter), "-c", "import sys; print(sys.version)"], capture_output=True, text=True)
+    have = subprocess.run([str(python), "-c", "import sys; print(sys.version)"], capture_output=True, text=True)
+    return have.returncode == 0 and have.stdout == want.stdout
+
+
+def _create_venv(interpreter: Path, venv: Path, allow_apt: bool) -> None:
+    command = [str(interpreter), "-m", "venv", "--clear", str(venv)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode == 0:
+        return
+    package = f"{interpreter.name}-venv"  # Debian splits ensurepip out, e.g. python3.11-venv
+    if allow_apt and os.geteuid() == 0 and shutil.which("apt-get"):
+        _apt_install(package)
+        _run(command)
+        return
+    raise InstallError(f"cannot create a virtual environment with {interpreter}: {done.stderr.strip()}",
+                       hint=f"install the OS package {package}")
+
+
+def _local_versions() -> dict[str, str]:
+    versions = {}
+    for name in PINNED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _installed_version(python_path: str) -> str:
+    found = list(metadata.distributions(path=[python_path], name="pgml_trigger"))
+    return found[0].version if found else __version__
+
+
+def _make_readable(venv: Path) -> None:
+    """The server's OS user must read the environment and walk every directory above it."""
+    for directory, _, files in os.walk(venv):
+        os.chmod(directory, os.stat(directory).st_mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+                 | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        for name in files:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | stat.S_IRGRP | stat.S_IROTH)
+    for parent in venv.resolve().parents:
+        mode = os.stat(parent).st_mode
+        if not mode & stat.S_IXOTH and os.access(parent, os.W_OK):
+            os.chmod(parent, mode | stat.S_IXOTH)
+
+
+def _run(command: list[str]) -> str:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise InstallError(f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-4000:]}")
+    return done.stdout

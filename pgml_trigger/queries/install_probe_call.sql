@@ -1,0 +1,1 @@
+SELECT pg_temp.pgml_trigger_probe()

@@ -1,0 +1,1 @@
+SELECT pgml_trigger.version() AS version

@@ -1,0 +1,1 @@
+"""Code that runs inside PostgreSQL, imported by PL/Python (see entry.py)."""

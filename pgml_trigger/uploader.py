@@ -1,0 +1,56 @@
+"""Upload a fitted model into pgml_trigger.models (runs in the data scientist's process)."""
+
+from __future__ import annotations
+
+import platform
+import re
+
+from . import formats
+from .describe import describe
+from .errors import InvalidModel
+from .sqlfiles import query
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
+
+
+def upload(conn, name: str, model, *, feature_names=None, alias: str | None = None,
+           description: str | None = None, sample=None) -> int:
+    """Store ``model`` as the next version of ``name`` and return that version.
+
+    ``conn`` is a psycopg connection or a conninfo string. ``feature_names``
+    names the features of a model fitted on a bare array (a model fitted on a
+    DataFrame brings its own). ``alias`` points that alias at the new version
+    in the same transaction. ``sample``, a DataFrame shaped like the training
+    data, fixes the feature dtypes when the fitted model does not reveal them.
+    """
+    import joblib
+    import numpy
+    import psycopg
+    import sklearn
+    from psycopg.types.json import Jsonb
+
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidModel(f"invalid model name {name!r}: start with a letter or _, then letters, digits, _ . -; "
+                           "at most 63 characters")
+    info = describe(model, feature_names=feature_names, sample=sample)
+    payload = formats.dump(model, "joblib")
+    params = {
+        "name": name, "format": "joblib", "payload": payload, "sha256": formats.sha256(payload),
+        "task": info.task, "classes": Jsonb(info.classes) if info.classes is not None else None,
+        "feature_names": list(info.schema.names), "feature_types": list(info.schema.types),
+        "accepts_nan": info.schema.accepts_nan, "input_kind": info.schema.input_kind,
+        "python_version": platform.python_version(), "sklearn_version": sklearn.__version__,
+        "numpy_version": numpy.__version__, "joblib_version": joblib.__version__, "description": description,
+    }
+    if isinstance(conn, str):
+        with psycopg.connect(conn) as own:
+            return _store(own, params, alias)
+    return _store(conn, params, alias)
+
+
+def _store(conn, params: dict, alias: str | None) -> int:
+    with conn.transaction():
+        version = conn.execute(query("upload_insert"), params).fetchone()[0]
+        if alias is not None:
+            conn.execute(query("upload_alias"), {"name": params["name"], "alias": alias, "version": version})
+    return version
