@@ -36,20 +36,20 @@ def describe(model, feature_names=None, sample=None) -> ModelInfo:
 
     kind = type(model).__name__
     if not callable(getattr(model, "predict", None)):
-        raise InvalidModel(f"a {kind} has no predict() method; upload a fitted scikit-learn estimator or pipeline")
+        raise InvalidModel(f"the {kind} has no predict() method; upload a fitted scikit-learn estimator or pipeline")
     try:
         check_is_fitted(model)
     except NotFittedError as exc:
         raise InvalidModel(f"the {kind} is not fitted; call fit() before uploading it") from exc
     except TypeError as exc:  # check_is_fitted refuses non-estimators
-        raise InvalidModel(f"a {kind} is not a scikit-learn estimator: {exc}") from exc
+        raise InvalidModel(f"the {kind} is not a scikit-learn estimator: {exc}") from exc
 
     if is_classifier(model):
         task, classes = "classification", _classes(model)
     elif is_regressor(model):
         task, classes = "regression", None
     else:
-        raise InvalidModel(f"a {kind} is neither a classifier nor a regressor; only those can be uploaded")
+        raise InvalidModel(f"the {kind} is neither a classifier nor a regressor; only those can be uploaded")
 
     fitted_names = getattr(model, "feature_names_in_", None)
     names = _feature_names(model, kind, fitted_names, feature_names)

@@ -208,7 +208,8 @@ BEGIN
             SELECT string_agg(a.alias, ', ' ORDER BY a.alias) INTO known
             FROM pgml_trigger.aliases AS a WHERE a.name = ref_name;
             RAISE EXCEPTION 'model "%" has no alias "%"', ref_name, selector USING ERRCODE = 'undefined_object',
-                HINT = coalesce(format('its aliases are: %s', known), 'it has no aliases; see pgml_trigger.set_alias()');
+                HINT = CASE WHEN known IS NULL THEN 'it has no aliases; see pgml_trigger.set_alias()'
+                            ELSE format('its aliases are: %s', known) END;
         END IF;
     END IF;
 END

@@ -23,6 +23,7 @@ from .. import __version__  # noqa: E402
 from ..errors import AttachmentStale, PgmlTriggerError  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
+from .features import from_mapping, from_positional  # noqa: E402
 
 # Raised to PostgreSQL as "pgml_trigger: <message>": PL/Python prefixes an
 # error with its class's module and name, except for __main__.
@@ -62,9 +63,11 @@ def _raise(message, sqlstate, detail, hint):
     raise error from None
 
 
-def _features(features):
-    # jsonb arrives as its text form: json.loads is the fastest way to a dict.
-    return json.loads(features) if isinstance(features, str) else features
+def _inputs(model, features, columns=None):
+    """jsonb arrives as its text (json.loads is the fastest way to a dict), float8[] as a list."""
+    if isinstance(features, str):
+        return from_mapping(model.schema, json.loads(features), model.label, columns)
+    return from_positional(model.schema, features, model.label, columns)
 
 
 def version() -> str:
@@ -75,21 +78,21 @@ def version() -> str:
 def predict(model_ref, features, clock):
     _cache.sync(clock)
     model = _cache.model(model_ref)
-    return model.predict(model.inputs(_features(features)))
+    return model.predict(_inputs(model, features))
 
 
 @_sql_errors
 def predict_label(model_ref, features, clock):
     _cache.sync(clock)
     model = _cache.model(model_ref)
-    return model.predict_label(model.inputs(_features(features)))
+    return model.predict_label(_inputs(model, features))
 
 
 @_sql_errors
 def predict_proba(model_ref, features, clock):
     _cache.sync(clock)
     model = _cache.model(model_ref)
-    return model.predict_proba(model.inputs(_features(features)))
+    return model.predict_proba(_inputs(model, features))
 
 
 def _attached_model(attachment_id, clock):
@@ -107,13 +110,13 @@ def _attached_model(attachment_id, clock):
 @_sql_errors
 def score_row(attachment_id, features, clock):
     attachment, model = _attached_model(attachment_id, clock)
-    return model.predict(model.inputs(_features(features), attachment.columns))
+    return model.predict(_inputs(model, features, attachment.columns))
 
 
 @_sql_errors
 def label_row(attachment_id, features, clock):
     attachment, model = _attached_model(attachment_id, clock)
-    return model.predict_label(model.inputs(_features(features), attachment.columns))
+    return model.predict_label(_inputs(model, features, attachment.columns))
 
 
 def catalog_changed() -> None:

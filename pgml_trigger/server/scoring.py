@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import ModelRejectedInput, WrongModelKind
-from .features import FeatureSchema, from_mapping, from_positional
+from .features import FeatureSchema
 
 
 @dataclass
@@ -29,12 +29,6 @@ class LoadedModel:
     @property
     def key(self) -> tuple[str, int, str]:
         return (self.name, self.version, self.sha256)
-
-    def inputs(self, features, columns=None):
-        """Model input from a parsed jsonb object (dict) or a float8[] (list)."""
-        if isinstance(features, list):
-            return from_positional(self.schema, features, self.label, columns)
-        return from_mapping(self.schema, features, self.label, columns)
 
     def predict(self, X) -> float:
         if not self.numeric_output:

@@ -1,0 +1,84 @@
+"""features.py and describe.py without a server: the row-to-input rules in isolation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import trained
+
+from pgml_trigger.describe import describe
+from pgml_trigger.errors import (
+    FeatureCountMismatch,
+    FeatureMissing,
+    FeatureMissingValue,
+    FeatureOutOfRange,
+    FeatureTypeMismatch,
+)
+from pgml_trigger.server.features import NUMBER, STRING, FeatureSchema, from_mapping, from_positional
+
+NUMERIC = FeatureSchema(names=("a", "b"), types=(NUMBER, NUMBER), accepts_nan=False, input_kind="array")
+NAN_OK = FeatureSchema(names=("a", "b"), types=(NUMBER, NUMBER), accepts_nan=True, input_kind="array")
+MIXED = FeatureSchema(names=("city", "n"), types=(STRING, NUMBER), accepts_nan=False, input_kind="frame")
+
+
+def test_positional_row_becomes_a_float_matrix():
+    X = from_positional(NUMERIC, [1.5, 2], "m@1")
+    assert X.dtype == np.float64 and X.tolist() == [[1.5, 2.0]]
+
+
+def test_mapping_builds_a_frame_with_fitted_dtypes():
+    frame = from_mapping(MIXED, {"n": 3, "city": "Oslo", "extra": [1]}, "m@1")
+    assert list(frame.columns) == ["city", "n"]
+    assert frame["n"].dtype == np.float64 and frame["city"].iloc[0] == "Oslo"
+
+
+def test_nulls_become_nan_only_where_accepted():
+    assert math.isnan(from_positional(NAN_OK, [None, 1.0], "m@1")[0, 0])
+    with pytest.raises(FeatureMissingValue, match='feature "a" is NULL'):
+        from_positional(NUMERIC, [None, 1.0], "m@1")
+    with pytest.raises(FeatureMissingValue, match='column "col_a" \\(feature "a"\\) is NaN'):
+        from_mapping(NUMERIC, {"a": "NaN", "b": 1}, "m@1", columns=("col_a", "b"))
+
+
+def test_special_floats_written_by_to_jsonb():
+    assert math.isnan(from_mapping(NAN_OK, {"a": "NaN", "b": 0}, "m@1")[0, 0])
+    with pytest.raises(FeatureOutOfRange, match='feature "b" is infinite'):
+        from_mapping(NAN_OK, {"a": 1, "b": "-Infinity"}, "m@1")
+
+
+@pytest.mark.parametrize("values, error, message", [
+    ([], FeatureCountMismatch, "empty"),
+    ([1.0], FeatureCountMismatch, "expects 2 features, got 1"),
+    ([[1.0, 2.0]], FeatureCountMismatch, "one-dimensional"),
+])
+def test_positional_shape_errors(values, error, message):
+    with pytest.raises(error, match=message):
+        from_positional(NUMERIC, values, "m@1")
+
+
+def test_mapping_errors_name_the_feature():
+    with pytest.raises(FeatureMissing, match='feature "b" is missing from the input of model m@1'):
+        from_mapping(NUMERIC, {"a": 1}, "m@1")
+    with pytest.raises(FeatureTypeMismatch, match='feature "a" of model m@1 must be a number, got JSON string'):
+        from_mapping(NUMERIC, {"a": "x", "b": 1}, "m@1")
+    with pytest.raises(FeatureTypeMismatch, match='feature "city" of model m@1 must be text, got JSON number'):
+        from_mapping(MIXED, {"city": 1, "n": 1}, "m@1")
+    with pytest.raises(FeatureTypeMismatch, match="text features \\(city\\)"):
+        from_positional(MIXED, [1.0, 2.0], "m@1")
+
+
+def test_describe_reads_text_columns_off_the_fitted_encoder():
+    info = describe(trained.mixed_pipeline())
+    assert dict(zip(info.schema.names, info.schema.types)) == {
+        "age": NUMBER, "bmi": NUMBER, "bp": NUMBER, "s1": NUMBER, "s5": NUMBER, "sex": STRING, "bmi_band": STRING}
+    assert info.task == "regression" and info.classes is None and info.schema.input_kind == "frame"
+
+
+def test_describe_records_missing_value_support_and_classes():
+    assert describe(trained.hgb_breast_cancer()).schema.accepts_nan is True
+    assert describe(trained.linear_breast_cancer()).schema.accepts_nan is False
+    info = describe(trained.iris_text_labels()[0])
+    assert info.classes == ["setosa", "versicolor", "virginica"]
+    assert info.schema.names == ("x0", "x1", "x2", "x3") and info.schema.input_kind == "array"

@@ -1,0 +1,78 @@
+"""The installer: what it sets up, and that running it again is safe."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgml_trigger import __version__
+from pgml_trigger.errors import InstallError
+from pgml_trigger.install import install, migrate
+from pgml_trigger.sqlfiles import migrations
+
+
+def test_installed_database_answers_version_from_plpython(conn, installed):
+    assert installed.smoke_version == __version__
+    assert conn.execute("SELECT pgml_trigger.version()").fetchone()[0] == __version__
+    language = conn.execute("SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+                            "WHERE p.oid = 'pgml_trigger.version()'::regprocedure").fetchone()[0]
+    assert language == "plpython3u"
+
+
+def test_ledger_records_every_migration(conn):
+    rows = conn.execute("SELECT version, length(checksum), applied_at <= now() FROM pgml_trigger.migrations "
+                        "ORDER BY version").fetchall()
+    assert rows == [(version, 64, True) for version, _ in migrations()]
+
+
+def test_server_imports_from_the_environment_the_installer_built(conn, installed):
+    site = conn.execute("SELECT pgml_trigger._python_path()").fetchone()[0]
+    assert site == installed.python_path
+    conn.execute("SELECT pgml_trigger.version()")  # bootstraps this backend
+    conn.execute("CREATE FUNCTION pg_temp.package_file() RETURNS text LANGUAGE plpython3u "
+                 "AS $$ import pgml_trigger; return pgml_trigger.__file__ $$")
+    assert conn.execute("SELECT pg_temp.package_file()").fetchone()[0].startswith(site)
+
+
+def test_a_session_set_cannot_redirect_the_python_path(connect, installed):
+    session = connect()
+    session.execute("SET pgml_trigger.python_path = '/tmp/evil'")
+    assert session.execute("SELECT pgml_trigger._python_path()").fetchone()[0] == installed.python_path
+    assert session.execute("SELECT pgml_trigger.version()").fetchone()[0] == __version__
+
+
+def test_running_the_installer_again_changes_nothing(server, installed, dsn, conn):
+    conn.execute("CREATE TABLE keep (n int); INSERT INTO keep VALUES (42)")
+    options = dict(server["install"]) or {"python_path": installed.python_path}
+    again = install(dsn, log=lambda message: None, **options)
+    assert again.applied == []
+    assert again.skipped == [version for version, _ in migrations()]
+    assert conn.execute("SELECT n FROM keep").fetchone()[0] == 42
+
+
+def test_a_changed_migration_is_refused(conn):
+    conn.execute("UPDATE pgml_trigger.migrations SET checksum = repeat('0', 64) WHERE version = '0001_core'")
+    with pytest.raises(InstallError, match="migration 0001_core was applied with checksum 0000"):
+        migrate(conn, log=lambda message: None)
+
+
+def test_install_into_a_fresh_database(server, installed):
+    name = "pgml_fresh_install"
+    with psycopg.connect(server["dsn"](server["admin_db"]), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        options = dict(server["install"]) or {"python_path": installed.python_path}
+        report = install(server["dsn"](name), log=lambda message: None, **options)
+        assert report.applied == [version for version, _ in migrations()]
+        assert report.smoke_version == __version__
+    finally:
+        with psycopg.connect(server["dsn"](server["admin_db"]), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_non_superuser_is_told_to_connect_as_one(conn, dsn):
+    conn.execute("CREATE ROLE app LOGIN")
+    with pytest.raises(InstallError, match="must connect as a superuser"):
+        install(psycopg.conninfo.make_conninfo(dsn, user="app"), log=lambda message: None)
