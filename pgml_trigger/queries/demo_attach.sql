@@ -1,0 +1,1 @@
+SELECT pgml_trigger.attach('tumors', 'tumor', 'diagnosis')
