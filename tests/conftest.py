@@ -59,8 +59,8 @@ def server():
                "admin_db": info.get("dbname", "postgres"), "kind": "dsn", "install": {}}
         return
     if _docker_answers():
+        from testcontainers.community.postgres import PostgresContainer
         from testcontainers.core.image import DockerImage
-        from testcontainers.postgres import PostgresContainer
 
         with DockerImage(path=str(ROOT), dockerfile_path="tests/docker/Dockerfile", tag="pgml-trigger-test") as image:
             with PostgresContainer(str(image), username="postgres", password="postgres", dbname="postgres") as pg:
