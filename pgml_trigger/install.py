@@ -93,14 +93,19 @@ def install(dsn: str, *, venv: Path | None = None, python_path: str | None = Non
                          applied=applied, skipped=skipped, smoke_version=smoke_version)
 
 
-def migrate(conn, log=print) -> tuple[list[str], list[str]]:
-    """Apply pending migrations in one transaction; refuse any applied one whose text changed."""
+def migrate(conn, log=print, through: str | None = None) -> tuple[list[str], list[str]]:
+    """Apply pending migrations in one transaction; refuse any applied one whose text changed.
+
+    ``through`` stops after that migration (to stand up an older release, e.g. to test upgrades).
+    """
     applied, skipped = [], []
     with conn.transaction():
         conn.execute(query("install_lock"))
         conn.execute(query("install_ledger"))
         done = dict(conn.execute(query("install_applied")).fetchall())
         for version, text in migrations():
+            if through is not None and version > through:
+                break
             checksum = hashlib.sha256(text.encode()).hexdigest()
             if version in done:
                 if done[version] != checksum:
