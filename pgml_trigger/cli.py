@@ -1,4 +1,4 @@
-"""The ``pgml-trigger`` command: install, uninstall, upload, export, import, demo."""
+"""The ``pgml-trigger`` command: install, uninstall, upload, export, import, status, demo."""
 
 from __future__ import annotations
 
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("file", type=Path)
     _dsn_option(import_)
 
+    status = commands.add_parser("status", help="models, aliases, scoring triggers and drift flags")
+    _dsn_option(status)
+
     demo = commands.add_parser("demo", help="run the whole product on a throwaway local PostgreSQL")
     demo.add_argument("--dsn", default=None, help="use this database instead of a throwaway cluster")
     return parser
@@ -73,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
             return _upload(args)
         elif args.command in ("export", "import"):
             _transfer(args)
+        elif args.command == "status":
+            import psycopg
+
+            from .status import status
+
+            with psycopg.connect(args.dsn, autocommit=True) as conn:
+                status(conn)
         elif args.command == "demo":
             from .demo import run
 

@@ -8,20 +8,23 @@ import re
 from . import formats
 from .describe import describe
 from .errors import InvalidModel
+from .profile import training_profile
 from .sqlfiles import query
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
 def upload(conn, name: str, model, *, feature_names=None, alias: str | None = None,
-           description: str | None = None, sample=None) -> int:
+           description: str | None = None, sample=None, metrics: dict | None = None) -> int:
     """Store ``model`` as the next version of ``name`` and return that version.
 
     ``conn`` is a psycopg connection or a conninfo string. ``feature_names``
     names the features of a model fitted on a bare array (a model fitted on a
     DataFrame brings its own). ``alias`` points that alias at the new version
-    in the same transaction. ``sample``, a DataFrame shaped like the training
-    data, fixes the feature dtypes when the fitted model does not reveal them.
+    in the same transaction. ``sample``, training rows (a DataFrame with the
+    feature columns, or an array in feature order), fixes the feature dtypes
+    when the fitted model does not reveal them and is profiled for drift().
+    ``metrics`` is a JSON-able dict of evaluation figures kept with the version.
     """
     import joblib
     import numpy
@@ -41,11 +44,20 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         "accepts_nan": info.schema.accepts_nan, "input_kind": info.schema.input_kind,
         "python_version": platform.python_version(), "sklearn_version": sklearn.__version__,
         "numpy_version": numpy.__version__, "joblib_version": joblib.__version__, "description": description,
+        "metrics": Jsonb(metrics) if metrics is not None else None,
+        "training_profile": Jsonb(_profile(sample, info)) if sample is not None else None,
     }
     if isinstance(conn, str):
         with psycopg.connect(conn) as own:
             return _store(own, params, alias)
     return _store(conn, params, alias)
+
+
+def _profile(sample, info) -> dict:
+    try:
+        return training_profile(sample, info.schema.names, info.schema.types)
+    except ValueError as exc:
+        raise InvalidModel(f"cannot profile the sample: {exc}") from exc
 
 
 def _store(conn, params: dict, alias: str | None) -> int:

@@ -92,3 +92,25 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION pgml_trigger.delete_model(text, integer) IS 'delete one model version no alias or trigger uses';
+
+------------------------------------------------------------------------------
+-- Evaluation metrics and the training-data profile, both optional at upload,
+-- and drift of recent inputs against that profile.
+------------------------------------------------------------------------------
+
+ALTER TABLE pgml_trigger.models
+    ADD COLUMN metrics jsonb CHECK (metrics IS NULL OR jsonb_typeof(metrics) = 'object'),
+    ADD COLUMN training_profile jsonb CHECK (training_profile IS NULL OR jsonb_typeof(training_profile) = 'object');
+COMMENT ON COLUMN pgml_trigger.models.metrics IS 'evaluation metrics the uploader passed, e.g. {"roc_auc": 0.97}';
+COMMENT ON COLUMN pgml_trigger.models.training_profile IS
+    'per-feature profile of the training sample (pgml_trigger/profile.py): what drift() compares against';
+
+CREATE FUNCTION pgml_trigger.drift(model text, source regclass, since timestamptz DEFAULT NULL)
+RETURNS TABLE (feature text, statistic text, value double precision, threshold double precision,
+               drifted boolean, rows bigint)
+LANGUAGE plpython3u STABLE AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].drift(model, source, since)
+$$;
+COMMENT ON FUNCTION pgml_trigger.drift(text, regclass, timestamptz) IS
+    'per feature, how far source''s rows (since a time, by its scored_at or created_at column) drifted from training';

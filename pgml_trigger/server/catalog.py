@@ -64,3 +64,19 @@ class Catalog:
         row = rows[0]
         return Attachment(id=attachment_id, target=row["target"], model_ref=row["model_ref"],
                           feature_names=tuple(row["feature_names"]), columns=tuple(row["columns"]))
+
+    def drift_model(self, model_ref: str) -> dict:
+        return dict(self._execute("server_drift_model", ["text"], [model_ref])[0])
+
+    def columns_of(self, relation: str) -> dict[str, str]:
+        """Column name -> PostgreSQL type category of a table or view."""
+        return {row["name"]: row["category"] for row in self._execute("server_drift_columns", ["text"], [relation])}
+
+    def stream(self, text: str, argtypes: list[str], args: list, chunk: int):
+        """Rows of a one-off query, ``chunk`` at a time, through a cursor."""
+        cursor = self._plpy.cursor(self._plpy.prepare(text, argtypes), args)
+        while True:
+            rows = cursor.fetch(chunk)
+            if not rows:
+                return
+            yield rows

@@ -21,6 +21,7 @@ import plpy  # noqa: E402  (PL/Python's built-in module)
 
 from .. import __version__  # noqa: E402
 from ..errors import AttachmentStale, PgmlTriggerError  # noqa: E402
+from . import drift as _drift  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
 from .features import from_mapping, from_positional  # noqa: E402
@@ -126,3 +127,8 @@ def catalog_changed() -> None:
 def cache_info():
     return [(m.name, m.version, m.sha256, m.payload_bytes, _cache.load_counts[m.name, m.version])
             for m in _cache.entries()]
+
+
+@_sql_errors
+def drift(model_ref, source, since):
+    return _drift.drift(_cache.catalog, plpy.quote_ident, model_ref, source, since)
