@@ -11,6 +11,8 @@ from .errors import InvalidModel
 from .profile import training_profile
 from .sqlfiles import query
 
+_REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes", "feature_names", "feature_types",
+             "accepts_nan", "input_kind", "python_version", "sklearn_version", "numpy_version", "joblib_version"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -38,7 +40,7 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     info = describe(model, feature_names=feature_names, sample=sample)
     payload = formats.dump(model, "joblib")
     params = {
-        "name": name, "format": "joblib", "payload": payload, "sha256": formats.sha256(payload),
+        "name": name, "version": 0, "format": "joblib", "payload": payload, "sha256": formats.sha256(payload),
         "task": info.task, "classes": Jsonb(info.classes) if info.classes is not None else None,
         "feature_names": list(info.schema.names), "feature_types": list(info.schema.types),
         "accepts_nan": info.schema.accepts_nan, "input_kind": info.schema.input_kind,
@@ -61,8 +63,17 @@ def _profile(sample, info) -> dict:
 
 
 def _store(conn, params: dict, alias: str | None) -> int:
+    from psycopg import sql
+    from psycopg.adapt import PyFormat
+
+    sent = {column: value for column, value in params.items() if value is not None or column in _REQUIRED}
+    insert = sql.SQL(query("upload_insert")).format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, sent)),
+        values=sql.SQL(", ").join(
+            sql.Placeholder(column, PyFormat.BINARY if column == "payload" else PyFormat.AUTO)
+            for column in sent))
     with conn.transaction():
-        version = conn.execute(query("upload_insert"), params).fetchone()[0]
+        version = conn.execute(insert, sent).fetchone()[0]
         if alias is not None:
             conn.execute(query("upload_alias"), {"name": params["name"], "alias": alias, "version": version})
     return version
