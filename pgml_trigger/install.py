@@ -35,8 +35,10 @@ from .sqlfiles import migrations, query
 
 MIN_SERVER_VERSION = 130000
 # Server-side copies of these are pinned to the installing process's versions
-# when it has them, so models pickled here load there unchanged.
-PINNED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "joblib", "pandas", "threadpoolctl")
+# when it has them, so models pickled here load there unchanged (and ONNX graphs
+# converted here run on the same onnxruntime that checked them at upload).
+PINNED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "joblib", "pandas", "threadpoolctl",
+                    "onnxruntime", "skl2onnx", "onnx", "protobuf")
 
 
 @dataclass

@@ -6,6 +6,7 @@ import platform
 import re
 
 from . import formats
+from .compile import Compiled, compile_model
 from .describe import describe
 from .errors import InvalidModel
 from .sqlfiles import query
@@ -14,14 +15,17 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
 def upload(conn, name: str, model, *, feature_names=None, alias: str | None = None,
-           description: str | None = None, sample=None) -> int:
+           description: str | None = None, sample=None, compile: bool = True) -> int:
     """Store ``model`` as the next version of ``name`` and return that version.
 
     ``conn`` is a psycopg connection or a conninfo string. ``feature_names``
     names the features of a model fitted on a bare array (a model fitted on a
     DataFrame brings its own). ``alias`` points that alias at the new version
     in the same transaction. ``sample``, a DataFrame shaped like the training
-    data, fixes the feature dtypes when the fitted model does not reveal them.
+    data, fixes the feature dtypes when the fitted model does not reveal them,
+    and is what the compiled (ONNX) payload is checked against: see
+    pgml_trigger/compile.py for what happens without it. ``compile=False``
+    keeps the model on the scikit-learn path.
     """
     import joblib
     import numpy
@@ -34,6 +38,8 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
                            "at most 63 characters")
     info = describe(model, feature_names=feature_names, sample=sample)
     payload = formats.dump(model, "joblib")
+    compiled = (compile_model(model, info, sample) if compile
+                else Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"}))
     params = {
         "name": name, "format": "joblib", "payload": payload, "sha256": formats.sha256(payload),
         "task": info.task, "classes": Jsonb(info.classes) if info.classes is not None else None,
@@ -41,6 +47,9 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         "accepts_nan": info.schema.accepts_nan, "input_kind": info.schema.input_kind,
         "python_version": platform.python_version(), "sklearn_version": sklearn.__version__,
         "numpy_version": numpy.__version__, "joblib_version": joblib.__version__, "description": description,
+        "compiled_format": compiled.format, "compiled_payload": compiled.payload,
+        "compiled_sha256": formats.sha256(compiled.payload) if compiled.payload is not None else None,
+        "compiled_handles_nan": compiled.handles_nan, "agreement": Jsonb(compiled.agreement),
     }
     if isinstance(conn, str):
         with psycopg.connect(conn) as own:
