@@ -60,9 +60,13 @@ def from_positional(schema: FeatureSchema, values: list, model_label: str, colum
         raise FeatureTypeMismatch(
             f"model {model_label} has text features ({', '.join(schema.string_features)}) that a "
             "double precision[] cannot carry", hint="pass the features as jsonb by name, e.g. to_jsonb(row)")
-    row = np.array(values, dtype=np.float64)  # a NULL element becomes NaN
-    if not np.isfinite(row).all():
-        _check_non_finite(schema, row, values, model_label, columns)
+    try:
+        if math.isfinite(sum(values)):  # the common case, checked in one pass
+            return values
+    except TypeError:  # a NULL element (None)
+        pass
+    row = [math.nan if value is None else value for value in values]
+    _check_non_finite(schema, row, values, model_label, columns)
     return row
 
 

@@ -50,38 +50,37 @@ class LoadedModel:
 
     def predict(self, row) -> float:
         self._check_numeric_output()
-        return float(self._call_row("predict", row)[0])
+        return float(self._call_row("predict_row", row))
 
     def predict_label(self, row) -> str:
         self._check_classifier()
-        label = self._call_row("predict", row)[0]
+        label = self._call_row("predict_row", row)
         return str(label.item() if hasattr(label, "item") else label)
 
     def predict_proba(self, row) -> list[float]:
-        if self.task != "classification":
-            raise WrongModelKind(f"model {self.label} is a regressor; it has no class probabilities")
+        self._check_classifier()
         if not self.engine.has_proba:
             raise WrongModelKind(f"model {self.label} ({type(self.engine.estimator).__name__}) does not estimate "
                                  "probabilities",
                                  hint="refit it with probabilities enabled, e.g. SVC(probability=True)")
-        return self._call_row("predict_proba", row)[0].astype(float).tolist()
+        return self._call_row("predict_proba_row", row)
 
     def predict_many(self, rows) -> list[float]:
         """Predictions for many rows (a float64 matrix or a list of rows) at once, in order."""
         self._check_numeric_output()
         if len(rows) == 0:
             return []
-        return self._call_rows("predict", rows).astype(np.float64).tolist()
+        return self._call_rows("predict_rows", rows).astype(np.float64).tolist()
 
     def predict_label_many(self, rows) -> list[str]:
         self._check_classifier()
         if len(rows) == 0:
             return []
-        return [str(label) for label in self._call_rows("predict", rows).tolist()]
+        return [str(label) for label in self._call_rows("predict_rows", rows).tolist()]
 
     def _check_classifier(self) -> None:
         if self.task != "classification":
-            raise WrongModelKind(f"model {self.label} is a regressor; it has no class labels",
+            raise WrongModelKind(f"model {self.label} is a regressor; it has no class labels or probabilities",
                                  hint="use pgml_trigger.predict() or a numeric output column")
 
     def _check_numeric_output(self) -> None:
@@ -91,22 +90,22 @@ class LoadedModel:
 
     def _call_row(self, method: str, row):
         engine = self.engine
-        if self.missing_value_engine is not None and np.isnan(row).any():
+        # A sum is NaN exactly when a value is: features.py let no infinity through.
+        if self.missing_value_engine is not None and math.isnan(sum(row)):
             engine = self._missing_value_engine()
-        return self._call(engine, method, engine.row_input(row))
+        return self._call(engine, method, row)
 
     def _call_rows(self, method: str, rows) -> np.ndarray:
         if self.missing_value_engine is None:
-            return self._call(self.engine, method, self.engine.matrix(rows))
+            return self._call(self.engine, method, rows)
         matrix = np.asarray(rows, dtype=np.float64)
         gaps = np.isnan(matrix).any(axis=1)
         if not gaps.any():
-            return self._call(self.engine, method, self.engine.matrix(matrix))
-        fallback = self._missing_value_engine()
+            return self._call(self.engine, method, matrix)
         result = np.empty(len(matrix), dtype=object)
-        result[gaps] = list(self._call(fallback, method, fallback.matrix(matrix[gaps])))
+        result[gaps] = list(self._call(self._missing_value_engine(), method, matrix[gaps]))
         if not gaps.all():
-            result[~gaps] = list(self._call(self.engine, method, self.engine.matrix(matrix[~gaps])))
+            result[~gaps] = list(self._call(self.engine, method, matrix[~gaps]))
         return result
 
     def _missing_value_engine(self) -> SklearnEngine:
@@ -114,9 +113,9 @@ class LoadedModel:
             self._fallback = self.missing_value_engine()
         return self._fallback
 
-    def _call(self, engine, method: str, X):
+    def _call(self, engine, method: str, rows):
         try:
-            return getattr(engine, method)(X)
+            return getattr(engine, method)(rows)
         except REJECTED_INPUT as exc:
             raise ModelRejectedInput(f"model {self.label} rejected the input: {exc}") from exc
 
