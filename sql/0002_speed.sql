@@ -138,6 +138,10 @@ DECLARE
     step bigint;
     low bigint := 0;
     scored bigint;
+    error_state text;
+    error_message text;
+    error_detail text;
+    error_hint text;
 BEGIN
     IF model IS NULL OR source IS NULL OR output_column IS NULL THEN
         RAISE EXCEPTION 'pgml_trigger.score() needs a model, a table and an output column'
@@ -210,16 +214,25 @@ BEGIN
     END IF;
     CREATE TEMP TABLE pgml_trigger_scores (id tid, value double precision, label text) ON COMMIT DROP;
     WHILE low < n_blocks LOOP
-        EXECUTE format($q$
-            WITH chunk AS (SELECT array_agg(t.ctid) AS ids, %1$s AS rows FROM %2$s AS t
-                           WHERE t.ctid >= $1 AND t.ctid < $2)
-            INSERT INTO pg_temp.pgml_trigger_scores (id, %3$I)
-            SELECT s.id, s.result
-            FROM chunk, unnest(chunk.ids, pgml_trigger.%4$I($3, chunk.rows, $4)) AS s(id, result)
-            WHERE chunk.ids IS NOT NULL
-        $q$, rows_expr, source, result_column, scorer)
-        USING format('(%s,0)', low)::tid, format('(%s,0)', least(low + step, 4294967295))::tid, model,
-              statement_timestamp();
+        BEGIN
+            EXECUTE format($q$
+                WITH chunk AS (SELECT array_agg(t.ctid) AS ids, %1$s AS rows FROM %2$s AS t
+                               WHERE t.ctid >= $1 AND t.ctid < $2)
+                INSERT INTO pg_temp.pgml_trigger_scores (id, %3$I)
+                SELECT s.id, s.result
+                FROM chunk, unnest(chunk.ids, pgml_trigger.%4$I($3, chunk.rows, $4)) AS s(id, result)
+                WHERE chunk.ids IS NOT NULL
+            $q$, rows_expr, source, result_column, scorer)
+            USING format('(%s,0)', low)::tid, format('(%s,0)', least(low + step, 4294967295))::tid, model,
+                  statement_timestamp();
+        EXCEPTION WHEN OTHERS THEN
+            -- "row N" in a batch error counts within this range of blocks: say which range that is.
+            GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
+                                    error_detail = PG_EXCEPTION_DETAIL, error_hint = PG_EXCEPTION_HINT;
+            RAISE EXCEPTION USING ERRCODE = error_state, MESSAGE = error_message, HINT = error_hint,
+                DETAIL = concat_ws(E'\n', nullif(error_detail, ''),
+                                   format('rows counted in physical order from ctid (%s,1) of %s', low, source));
+        END;
         low := low + step;
     END LOOP;
 

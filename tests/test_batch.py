@@ -124,5 +124,9 @@ def test_score_checks_its_arguments(conn):
         conn.execute("SELECT pgml_trigger.score('diabetes', 'patients', 'nope')")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="expects 10 features"):
         conn.execute("SELECT pgml_trigger.score('diabetes', 'patients', 'prediction', ARRAY['age'])")
+    conn.execute("UPDATE patients SET bmi = NULL WHERE id = 2")
+    with pytest.raises(psycopg.errors.NullValueNotAllowed, match=r'row \d: feature "bmi" is NULL') as raised:
+        conn.execute("SELECT pgml_trigger.score('diabetes', 'patients', 'prediction')")
+    assert "from ctid (0,1) of patients" in raised.value.diag.message_detail
     conn.execute("TRUNCATE patients")
     assert conn.execute("SELECT pgml_trigger.score('diabetes', 'patients', 'prediction')").fetchone()[0] == 0
