@@ -119,6 +119,8 @@ COMMENT ON FUNCTION pgml_trigger.predict_batch(text, jsonb[]) IS
 -- UPDATE writes them all at the end. Updating range by range instead would
 -- see rows again whose new versions land in a later range. The table is
 -- locked against writers meanwhile (readers go on), so the ctids stay valid.
+-- TID range scans exist from PostgreSQL 14: on 13 each range is a full scan
+-- (correct, but quadratic in the table size; pass a large batch_size there).
 CREATE FUNCTION pgml_trigger.score(model text, source regclass, output_column text, features text[] DEFAULT NULL,
                                    batch_size integer DEFAULT 10000) RETURNS bigint
 LANGUAGE plpgsql AS $$
