@@ -39,11 +39,15 @@ def import_model(conn, path: Path) -> tuple[str, int, int]:
     if hashlib.sha256(body.encode()).hexdigest() != document["row_sha256"]:
         raise ModelCorrupted(f"{path} is damaged: its contents do not match the checksum written with them")
     row = json.loads(body)
-    known = {name for (name,) in conn.execute(query("transfer_columns"))}
-    unknown = sorted(set(row) - known)
+    known = dict(conn.execute(query("models_columns")).fetchall())  # name -> generated
+    unknown = sorted(set(row) - set(known))
     if unknown:
         raise PgmlTriggerError(f"{path} was exported by pgml_trigger {document['exported_by']} with columns "
                                f"this database lacks ({', '.join(unknown)})", hint="upgrade with pgml-trigger install")
+    from psycopg import sql
+
+    stored = sql.SQL(", ").join(sql.Identifier(column) for column in row if not known[column])
     with conn.transaction():
-        name, version = conn.execute(query("transfer_import"), {"row": body}).fetchone()
+        name, version = conn.execute(sql.SQL(query("transfer_import")).format(columns=stored),
+                                     {"row": body}).fetchone()
     return name, row["version"], version

@@ -129,6 +129,10 @@ def test_cli_export_import(conn, dsn, new_database, tmp_path, versions):
 
 
 def test_upgrade_from_the_previous_release_keeps_everything(server, installed, new_database):
+    """Models, aliases, attachments and rows made under the previous schema survive the upgrade and score.
+
+    The server package is always the current one, so nothing is scored before the upgrade.
+    """
     previous = migrations()[0][0]
     dsn = new_database(installed_copy=False)
     X, y = trained.diabetes()
@@ -140,17 +144,24 @@ def test_upgrade_from_the_previous_release_keeps_everything(server, installed, n
         assert migrate(conn, log=lambda message: None, through=previous) == ([previous], [])
         upload(conn, "churn", model, alias="production")
         create_table(conn, "accounts", X, extra={"risk": "float8"})
+        copy_rows(conn, "accounts", X.iloc[:5].assign(age=None))  # age filled in after the upgrade
         conn.execute("SELECT pgml_trigger.attach('accounts', 'churn', 'risk')")
-        copy_rows(conn, "accounts", X.iloc[:5])
         applied, _ = migrate(conn, log=lambda message: None)
         assert applied == [version for version, _ in migrations()[1:]]
     with psycopg.connect(dsn, autocommit=True) as conn:  # a new backend, on the upgraded schema
         copy_rows(conn, "accounts", X.iloc[5:10])
+        conn.execute("UPDATE accounts SET age = age WHERE id <= 5")  # no feature changes: not scored
+        assert conn.execute("SELECT count(risk) FROM accounts WHERE id <= 5").fetchone()[0] == 0
+        with conn.cursor() as cursor:
+            cursor.executemany("UPDATE accounts SET age = %s WHERE id = %s",
+                               [(float(age), i + 1) for i, age in enumerate(X["age"].iloc[:5])])
         risks = [r for (r,) in conn.execute("SELECT risk FROM accounts ORDER BY id")]
         assert risks == [float(model.predict(X.iloc[[i]])[0]) for i in range(10)]
         assert conn.execute("SELECT alias, version FROM pgml_trigger.aliases").fetchall() == [("production", 1)]
         assert conn.execute("SELECT from_version, to_version FROM pgml_trigger.alias_history").fetchall() == [
             (None, 1)]
+        assert conn.execute("SELECT model_ref, columns FROM pgml_trigger.attachments").fetchall() == [
+            ("churn", list(X.columns))]
 
 
 def test_uninstall_refuses_attached_triggers_then_detaches(conn, dsn, versions):

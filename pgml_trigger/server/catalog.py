@@ -20,7 +20,10 @@ class ModelMeta:
     task: str
     classes: list | None
     schema: FeatureSchema
-    payload_bytes: int
+    payload_bytes: int  # of the payload that is loaded: the compiled one when there is one
+    compiled_format: str | None
+    compiled_sha256: str | None
+    compiled_handles_nan: bool | None
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,15 @@ class Catalog:
                                accepts_nan=row["accepts_nan"], input_kind=row["input_kind"])
         return ModelMeta(name=row["name"], version=row["version"], sha256=row["sha256"], format=row["format"],
                          task=row["task"], classes=json.loads(row["classes"]) if row["classes"] else None,
-                         schema=schema, payload_bytes=row["payload_bytes"])
+                         schema=schema, payload_bytes=row["payload_bytes"],
+                         compiled_format=row["compiled_format"], compiled_sha256=row["compiled_sha256"],
+                         compiled_handles_nan=row["compiled_handles_nan"])
 
     def payload(self, name: str, version: int) -> bytes:
         return self._execute("server_payload", ["text", "int4"], [name, version])[0]["payload"]
+
+    def compiled_payload(self, name: str, version: int) -> bytes:
+        return self._execute("server_compiled_payload", ["text", "int4"], [name, version])[0]["compiled_payload"]
 
     def attachment(self, attachment_id: int) -> Attachment | None:
         rows = self._execute("server_attachment", ["int4"], [attachment_id])
