@@ -27,8 +27,9 @@ def _worker_state() -> dict:
         columns = os.environ["PGML_BENCH_COLUMNS"].split(",")
         _state["model"] = joblib.load(os.environ["PGML_BENCH_MODEL"])
         _state["conn"] = psycopg.connect(os.environ["PGML_BENCH_DSN"], autocommit=True)
+        table = sql.Identifier(*os.environ["PGML_BENCH_TABLE"].split("."))
         _state["query"] = sql.SQL("SELECT {} FROM {} WHERE id = %s").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(os.environ["PGML_BENCH_TABLE"]))
+            sql.SQL(", ").join(map(sql.Identifier, columns)), table)
     return _state
 
 

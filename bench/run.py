@@ -16,7 +16,10 @@ measures, one model at a time:
   in this process (the floor). Client and floor are limited to one thread, as
   a backend is;
 * triggers: INSERT ... SELECT into a table with the scoring trigger against
-  the same insert into a table without it.
+  the same insert into a table without it;
+* service: SQL predict under pgbench against the same model behind a Flask
+  service under gunicorn, driven by wrk, at 1/4/16 clients (bench/service.py);
+* memory: one backend's RSS with one and with ten models cached.
 
 Prints a table of figures and ratios against the targets of issue 3, and
 writes bench/results/bench.png and bench/results/results.json.
@@ -39,6 +42,8 @@ PER_ROW_TARGETS = {"linear": 20.0, "forest": 100.0, "hgb": 5.0}
 BATCH_VS_CLIENT_TARGET = 3.0
 BATCH_VS_FLOOR_TARGET = 2.5  # at most this many times slower than the numpy floor
 TRIGGER_TARGETS = {"linear": 0.20, "forest": 0.10}  # share of the no-trigger insert throughput
+SERVICE_THROUGHPUT_TARGET = 10.0  # SQL predict vs the HTTP service at 4 clients; and lower p99 at every count
+MEMORY_MODELS = 10
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows for the scikit-learn-per-row baseline (it is slow; compared per row)")
     parser.add_argument("--rows-batch", type=int, default=1_000_000)
     parser.add_argument("--rows-trigger", type=int, default=100_000)
+    parser.add_argument("--service-seconds", type=int, default=10,
+                        help="measured seconds per client count in the SQL vs HTTP service comparison")
     args = parser.parse_args(argv)
 
     import psycopg
@@ -79,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in MODELS:
                 print(f"[{name}] trigger ...", flush=True)
                 results["trigger"][name] = _trigger(conn, name)
+            print("[linear] SQL predict under pgbench vs an HTTP service under wrk ...", flush=True)
+            results["service"] = _service(dsn, cluster.bindir, models["linear"], args)
+            print(f"[forest] backend memory with 1 and {MEMORY_MODELS} models cached ...", flush=True)
+            results["memory"] = _memory(conn, dsn, models["forest"], X)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(_report(results))
@@ -127,6 +138,7 @@ def _prepare(conn, models, X, args) -> None:
                         ("big", args.rows_batch), ("insert_source", args.rows_trigger)):
         conn.execute(f"CREATE TABLE bench.{table} AS SELECT * FROM bench.rows WHERE id <= {rows} ORDER BY id")
     conn.execute("ALTER TABLE bench.big ADD PRIMARY KEY (id), ADD COLUMN prediction double precision")
+    conn.execute("ALTER TABLE bench.rows ADD PRIMARY KEY (id)")  # the services look rows up by id
     conn.execute("VACUUM ANALYZE")
 
 
@@ -233,6 +245,32 @@ def _trigger(conn, name: str) -> dict:
             "share": plain / scored, "target": TRIGGER_TARGETS.get(name)}
 
 
+def _service(dsn, bindir, model, args) -> list[dict]:
+    import tempfile
+
+    import joblib
+
+    from . import service
+
+    with tempfile.TemporaryDirectory(prefix="pgml_bench_") as work:
+        model_file = Path(work) / "linear.joblib"
+        joblib.dump(model, model_file)
+        rows = max(args.rows_per_row, args.rows_batch, args.rows_trigger)
+        return service.compare(dsn, bindir, "linear", model_file, "bench.rows", FEATURES, rows,
+                               seconds=args.service_seconds)
+
+
+def _memory(conn, dsn, model, X) -> dict:
+    from pgml_trigger import upload
+
+    from . import service
+
+    for _ in range(MEMORY_MODELS - 1):
+        upload(conn, "forest", model, feature_names=FEATURES, sample=X)
+    refs = [f"forest@{version}" for version in range(1, MEMORY_MODELS + 1)]
+    return service.backend_rss(dsn, refs, X[0].tolist())
+
+
 def _timed_statement(conn, query: str) -> float:
     start = time.perf_counter()
     conn.execute(query)
@@ -273,6 +311,21 @@ def _report(results: dict) -> str:
         lines.append(f"  {name:8} {r['rows']:8d} {r['plain_rows_per_s']:13.0f} {r['trigger_rows_per_s']:15.0f} "
                      f"{r['share']:6.1%} {'' if target is None else f'{target:.0%}':>7}  "
                      f"{_verdict(None if target is None else r['share'] >= target)}")
+    lines += ["", "service: SQL predict (pgbench, prepared) vs Flask+gunicorn fetching the row and calling "
+                  "model.predict (wrk); random ids", f"  {'clients':>7} {'SQL/s':>8} {'HTTP/s':>8} {'ratio':>6} "
+                  f"{'SQL p50':>8} {'HTTP p50':>9} {'SQL p99':>8} {'HTTP p99':>9}  (ms)"]
+    for r in results["service"]:
+        ratio = r["sql_per_s"] / r["http_per_s"]
+        verdicts = f"p99 lower: {_verdict(r['sql_p99_ms'] < r['http_p99_ms'])}"
+        if r["clients"] == 4:
+            verdicts = f"{SERVICE_THROUGHPUT_TARGET:.0f}x: {_verdict(ratio >= SERVICE_THROUGHPUT_TARGET)}, " + verdicts
+        lines.append(f"  {r['clients']:7d} {r['sql_per_s']:8.0f} {r['http_per_s']:8.0f} {ratio:5.1f}x "
+                     f"{r['sql_p50_ms']:8.2f} {r['http_p50_ms']:9.2f} {r['sql_p99_ms']:8.2f} {r['http_p99_ms']:9.2f}  "
+                     f"{verdicts}")
+    memory = results["memory"]
+    lines += ["", f"memory: one backend's RSS {memory['bootstrapped_mib']:.0f} MiB bootstrapped, "
+                  f"{memory['one_model_mib']:.0f} MiB with one model, {memory['all_models_mib']:.0f} MiB with "
+                  f"{memory['models_cached']} cached ({memory['payload_mib']:.1f} MiB of payload)"]
     return "\n".join(lines)
 
 
@@ -284,7 +337,7 @@ def _plot(results: dict, path: Path) -> None:
 
     names = list(results["per_row"])
     x = np.arange(len(names))
-    figure, (per_row, batch, trigger) = plt.subplots(1, 3, figsize=(16, 5))
+    figure, (per_row, batch, trigger, service) = plt.subplots(1, 4, figsize=(21, 5))
     per_row.bar(x - 0.2, [results["per_row"][n]["sklearn_us_per_row"] for n in names], 0.4, label="sklearn per row")
     per_row.bar(x + 0.2, [results["per_row"][n]["compiled_us_per_row"] for n in names], 0.4, label="pgml_trigger")
     per_row.set_yscale("log")
@@ -304,6 +357,16 @@ def _plot(results: dict, path: Path) -> None:
     for axis in (per_row, batch, trigger):
         axis.set_xticks(x, names)
         axis.legend(fontsize=8)
+    clients = [r["clients"] for r in results["service"]]
+    at = np.arange(len(clients))
+    service.bar(at - 0.2, [r["http_per_s"] for r in results["service"]], 0.4, label="HTTP service (Flask, gunicorn)")
+    service.bar(at + 0.2, [r["sql_per_s"] for r in results["service"]], 0.4, label="SQL predict (pgbench)")
+    for i, r in enumerate(results["service"]):
+        service.annotate(f"p99 {r['sql_p99_ms']:.1f} vs {r['http_p99_ms']:.1f} ms", (i, r["sql_per_s"]),
+                         ha="center", va="bottom", fontsize=7)
+    service.set_xticks(at, [f"{c} clients" for c in clients])
+    service.set_title("linear model by row id (requests/s)")
+    service.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 

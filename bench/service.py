@@ -35,7 +35,10 @@ WARM_UP_S = 20  # added to each pgbench run: 16 new backends import the package 
 
 def compare(dsn: str, bindir: Path, model: str, model_file: Path, table: str, columns: list[str], rows: int,
             seconds: int = 10) -> list[dict]:
-    """One dict per client count: SQL and HTTP throughput and p50/p99 latency (ms)."""
+    """One dict per client count: SQL and HTTP throughput and p50/p99 latency (ms).
+
+    ``table`` (optionally schema-qualified) has an indexed ``id`` running 1..rows and the feature columns.
+    """
     _require_wrk()
     results = []
     with _http_service(dsn, model_file, table, columns) as url:
@@ -77,7 +80,7 @@ def _pgbench(dsn, bindir, model, table, columns, rows, clients, seconds) -> dict
 
     info = conninfo_to_dict(dsn)
     script_text = (HERE / "pgbench_predict.sql").read_text().format(
-        model=model, table=Identifier(table).as_string(None),
+        model=model, table=Identifier(*table.split(".")).as_string(None),
         columns=", ".join(Identifier(c).as_string(None) for c in columns))
     with tempfile.TemporaryDirectory(prefix="pgml_bench_") as work:
         script = Path(work) / "predict.sql"
