@@ -124,3 +124,26 @@ def connect(dsn):
     yield _connect
     for connection in opened:
         connection.close()
+
+
+_FIGURES = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def figure(request, record_property):
+    """figure(name, value): a measured figure, printed now and again in the terminal summary."""
+
+    def _figure(name: str, value) -> None:
+        print(f"{request.node.name}: {name} = {value}")
+        record_property(name, value)
+        request.config.stash.setdefault(_FIGURES, []).append((request.node.name, name, value))
+
+    return _figure
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    figures = config.stash.get(_FIGURES, [])
+    if figures:
+        terminalreporter.section("pgml_trigger figures")
+        for test, name, value in figures:
+            terminalreporter.write_line(f"{test}: {name} = {value}")

@@ -36,6 +36,7 @@ class Catalog:
     def __init__(self, plpy):
         self._plpy = plpy
         self._plans: dict[str, object] = {}
+        self._fetched: bytes | None = None
 
     def _execute(self, name: str, argtypes: list[str], args: list):
         plan = self._plans.get(name)
@@ -55,7 +56,16 @@ class Catalog:
                          schema=schema, payload_bytes=row["payload_bytes"])
 
     def payload(self, name: str, version: int) -> bytes:
-        return self._execute("server_payload", ["text", "int4"], [name, version])[0]["payload"]
+        """Through pgml_trigger._fetch_payload(), which may read the payload when the caller may not."""
+        self._fetched = None
+        self._execute("server_payload", ["text", "int4"], [name, version])
+        payload, self._fetched = self._fetched, None
+        return payload
+
+    def fetch_payload(self, name: str, version: int) -> int:
+        """The body of pgml_trigger._fetch_payload(): keep the payload for payload(), give SQL its length."""
+        self._fetched = self._execute("server_payload_read", ["text", "int4"], [name, version])[0]["payload"]
+        return len(self._fetched)
 
     def attachment(self, attachment_id: int) -> Attachment | None:
         rows = self._execute("server_attachment", ["int4"], [attachment_id])

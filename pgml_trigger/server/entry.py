@@ -119,6 +119,11 @@ def label_row(attachment_id, features, clock):
     return model.predict_label(_inputs(model, features, attachment.columns))
 
 
+@_sql_errors
+def fetch_payload(name, version):
+    return _cache.catalog.fetch_payload(name, version)
+
+
 def catalog_changed() -> None:
     _cache.catalog_changed()
 
