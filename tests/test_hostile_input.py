@@ -40,7 +40,8 @@ hypothesis_settings = settings(max_examples=EXAMPLES, deadline=None, database=No
                                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                                       HealthCheck.data_too_large, HealthCheck.large_base_example])
 
-texts = st.text(st.characters(exclude_characters="\x00"), max_size=80)  # PostgreSQL text holds no NUL
+# PostgreSQL text holds no NUL, and UTF-8 no lone surrogate.
+texts = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=80)
 model_refs = st.one_of(st.sampled_from(MODEL_REFS), texts)
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(),
                    st.sampled_from([0.0, -0.0, 1e308, -1e308, 5e-324, float("nan"), float("inf")]))
@@ -200,11 +201,11 @@ COLUMNS = [HOSTILE_OUTPUT, "label; --", "age", "nope", "", "id"]
 
 
 @hypothesis_settings
-@given(target=st.one_of(st.sampled_from(TARGETS), texts, st.none()),
-       model=st.one_of(st.sampled_from(["reg", "iris", "mixed", "nope", "reg@production"]), model_refs, st.none()),
-       output=st.one_of(st.sampled_from(COLUMNS), texts, st.none()),
-       features=st.one_of(st.none(), st.just(REG_FEATURES), st.lists(st.one_of(st.sampled_from(COLUMNS + REG_FEATURES),
-                                                                                texts, st.none()), max_size=12)),
+@given(target=st.one_of(st.just(TARGETS[0]), st.sampled_from(TARGETS), texts, st.none()),
+       model=st.one_of(st.sampled_from(["reg", "reg@production", "iris"]), model_refs, st.none()),
+       output=st.one_of(st.sampled_from(COLUMNS[:2]), st.sampled_from(COLUMNS), texts, st.none()),
+       features=st.one_of(st.none(), st.just(REG_FEATURES), st.just(REG_FEATURES[::-1]),
+                          st.lists(st.one_of(st.sampled_from(COLUMNS + REG_FEATURES), texts, st.none()), max_size=12)),
        row=st.lists(st.floats(-0.2, 0.2), min_size=10, max_size=10))
 def test_attach_and_detach(world, target, model, output, features, row):
     outcome, result = _run(world, "attach", "SELECT pgml_trigger.attach(%s, %s, %s, %s)",
@@ -232,6 +233,11 @@ def test_zz_report_cases(figure):
     for entry_point, count in sorted(cases.items()):
         figure(f"hostile cases at {entry_point}", count)
     figure("hostile cases in all", sum(cases.values()))
+
+
+def _row_by_row(model, frame):
+    """As the trigger scores: one row at a time (a batch may differ in the last bit)."""
+    return [float(model.predict(frame.iloc[[i]])[0]) for i in range(len(frame))]
 
 
 def test_hostile_identifiers_through_attach_scoring_and_detach(conn):
@@ -265,12 +271,12 @@ def test_hostile_identifiers_through_attach_scoring_and_detach(conn):
             copy.write_row(list(row))
     got = conn.execute(sql.SQL("SELECT {}, {} FROM {}").format(
         sql.Identifier(HOSTILE_OUTPUT), sql.Identifier("mixed out"), table)).fetchall()
-    assert [g[0] for g in got] == list(numeric_model.predict(frame[numbers]))
-    assert [g[1] for g in got] == list(mixed_model.predict(frame))
+    assert [g[0] for g in got] == _row_by_row(numeric_model, frame[numbers])
+    assert [g[1] for g in got] == _row_by_row(mixed_model, frame)
     conn.execute(sql.SQL("UPDATE {} SET {} = 'x''y'").format(table, sql.Identifier(text_feature)))
     frame[text_feature] = "x'y"
     got = conn.execute(sql.SQL("SELECT {} FROM {}").format(sql.Identifier("mixed out"), table)).fetchall()
-    assert [g[0] for g in got] == list(mixed_model.predict(frame))
+    assert [g[0] for g in got] == _row_by_row(mixed_model, frame)
 
     conn.execute("SELECT pgml_trigger.detach(%s, %s)", [regclass, HOSTILE_OUTPUT])
     conn.execute("SELECT pgml_trigger.detach(%s, 'mixed out')", [regclass])
