@@ -51,7 +51,8 @@ def _docker_answers() -> bool:
 
 @pytest.fixture(scope="session")
 def server():
-    """(superuser DSN template with {db} placeholder, how the server was obtained, extra install options)."""
+    """(superuser DSN template with {db} placeholder, how the server was obtained, extra install options,
+    and for a local cluster the LocalCluster itself)."""
     explicit = os.environ.get("PGML_TRIGGER_TEST_DSN")
     if explicit:
         info = psycopg.conninfo.conninfo_to_dict(explicit)
@@ -72,7 +73,8 @@ def server():
     from pgml_trigger.localcluster import LocalCluster
 
     with LocalCluster() as cluster:
-        yield {"dsn": cluster.dsn, "admin_db": "postgres", "kind": "local cluster", "install": {}}
+        yield {"dsn": cluster.dsn, "admin_db": "postgres", "kind": "local cluster", "install": {},
+               "cluster": cluster}
 
 
 def _server_venv_dir() -> Path:
