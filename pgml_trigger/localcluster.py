@@ -77,16 +77,40 @@ class LocalCluster:
         return done.stdout
 
     def start(self) -> LocalCluster:
+        self._own_root()
+        self._run(["initdb", "-D", str(self.datadir), "-U", self.superuser, "--auth=trust",
+                   "--encoding=UTF8", "--locale=C.UTF-8"])
+        self._start_server()
+        return self
+
+    def standby(self) -> LocalCluster:
+        """A hot standby of this cluster, streaming from it: a base backup (with -R) started on its own port.
+
+        initdb's pg_hba.conf (--auth=trust) already lets 127.0.0.1 connect for replication, and the defaults
+        (wal_level=replica, max_wal_senders=10) allow it; the caller stops the standby.
+        """
+        replica = LocalCluster(self.bindir)
+        replica._own_root()
+        try:
+            self._run(["pg_basebackup", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.superuser,
+                       "-D", str(replica.datadir), "--write-recovery-conf", "--wal-method=stream",
+                       "--checkpoint=fast"])
+            replica._start_server()
+        except BaseException:
+            replica.stop()
+            raise
+        return replica
+
+    def _own_root(self) -> None:
         if self.as_root:
             pw = pwd.getpwnam(SERVER_OS_USER)
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
-        self._run(["initdb", "-D", str(self.datadir), "-U", self.superuser, "--auth=trust",
-                   "--encoding=UTF8", "--locale=C.UTF-8"])
+
+    def _start_server(self) -> None:
         options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
                    f"-c unix_socket_directories={self.root} -c fsync=off "
                    f"-c max_connections=60 -c shared_buffers=256MB")
         self._run(["pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options, "-w", "start"])
-        return self
 
     def stop(self) -> None:
         if (self.datadir / "postmaster.pid").exists():

@@ -18,8 +18,9 @@ COMMENT ON TABLE pgml_trigger.alias_history IS 'every move of every alias: who, 
 INSERT INTO pgml_trigger.alias_history (name, alias, from_version, to_version, moved_at, moved_by)
 SELECT name, alias, NULL, version, updated_at, updated_by FROM pgml_trigger.aliases;
 
+-- Written as the owner: admins move aliases, but cannot write history by hand.
 CREATE FUNCTION pgml_trigger._record_alias_move() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         INSERT INTO pgml_trigger.alias_history (name, alias, from_version, to_version, kind)
@@ -114,3 +115,26 @@ return GD["pgml_trigger"].drift(model, source, since)
 $$;
 COMMENT ON FUNCTION pgml_trigger.drift(text, regclass, timestamptz) IS
     'per feature, how far source''s rows (since a time, by its scored_at or created_at column) drifted from training';
+
+-- The metadata pgml_trigger_user may read grows with the new columns.
+CREATE OR REPLACE VIEW pgml_trigger.model_catalog AS
+SELECT m.name, m.version, m.format, m.sha256, octet_length(m.payload)::bigint AS payload_bytes, m.task, m.classes,
+       m.feature_names, m.feature_types, m.accepts_nan, m.input_kind, m.python_version, m.sklearn_version,
+       m.numpy_version, m.joblib_version, m.description, m.created_at, m.created_by,
+       m.scoring_path, m.compiled_format, m.compiled_sha256, octet_length(m.compiled_payload)::bigint AS compiled_bytes,
+       m.compiled_handles_nan, m.agreement, m.metrics, m.training_profile
+FROM pgml_trigger.models AS m;
+
+------------------------------------------------------------------------------
+-- Privileges for what this migration adds (see 0003_trust.sql for the roles).
+------------------------------------------------------------------------------
+
+REVOKE ALL ON pgml_trigger.alias_history FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgml_trigger._record_alias_move(), pgml_trigger.rollback(text, text),
+    pgml_trigger.delete_model(text, integer), pgml_trigger.drift(text, regclass, timestamptz) FROM PUBLIC;
+GRANT SELECT ON pgml_trigger.alias_history TO pgml_trigger_user;
+GRANT EXECUTE ON FUNCTION pgml_trigger.drift(text, regclass, timestamptz) TO pgml_trigger_user;
+GRANT UPDATE (metrics, training_profile) ON pgml_trigger.models TO pgml_trigger_admin;
+GRANT UPDATE (undone, kind) ON pgml_trigger.alias_history TO pgml_trigger_admin;
+GRANT EXECUTE ON FUNCTION pgml_trigger.rollback(text, text), pgml_trigger.delete_model(text, integer)
+    TO pgml_trigger_admin;

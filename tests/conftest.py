@@ -51,7 +51,8 @@ def _docker_answers() -> bool:
 
 @pytest.fixture(scope="session")
 def server():
-    """(superuser DSN template with {db} placeholder, how the server was obtained, extra install options)."""
+    """(superuser DSN template with {db} placeholder, how the server was obtained, extra install options,
+    and for a local cluster the LocalCluster itself)."""
     explicit = os.environ.get("PGML_TRIGGER_TEST_DSN")
     if explicit:
         info = psycopg.conninfo.conninfo_to_dict(explicit)
@@ -72,7 +73,8 @@ def server():
     from pgml_trigger.localcluster import LocalCluster
 
     with LocalCluster() as cluster:
-        yield {"dsn": cluster.dsn, "admin_db": "postgres", "kind": "local cluster", "install": {}}
+        yield {"dsn": cluster.dsn, "admin_db": "postgres", "kind": "local cluster", "install": {},
+               "cluster": cluster}
 
 
 def _server_venv_dir() -> Path:
@@ -141,3 +143,26 @@ def connect(dsn):
     yield _connect
     for connection in opened:
         connection.close()
+
+
+_FIGURES = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def figure(request, record_property):
+    """figure(name, value): a measured figure, printed now and again in the terminal summary."""
+
+    def _figure(name: str, value) -> None:
+        print(f"{request.node.name}: {name} = {value}")
+        record_property(name, value)
+        request.config.stash.setdefault(_FIGURES, []).append((request.node.name, name, value))
+
+    return _figure
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    figures = config.stash.get(_FIGURES, [])
+    if figures:
+        terminalreporter.section("pgml_trigger figures")
+        for test, name, value in figures:
+            terminalreporter.write_line(f"{test}: {name} = {value}")

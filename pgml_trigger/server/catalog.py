@@ -39,6 +39,7 @@ class Catalog:
     def __init__(self, plpy):
         self._plpy = plpy
         self._plans: dict[str, object] = {}
+        self._fetched: bytes | None = None
 
     def _execute(self, name: str, argtypes: list[str], args: list):
         plan = self._plans.get(name)
@@ -59,11 +60,21 @@ class Catalog:
                          compiled_format=row["compiled_format"], compiled_sha256=row["compiled_sha256"],
                          compiled_handles_nan=row["compiled_handles_nan"])
 
-    def payload(self, name: str, version: int) -> bytes:
-        return self._execute("server_payload", ["text", "int4"], [name, version])[0]["payload"]
+    def payload(self, name: str, version: int, compiled: bool = False) -> bytes:
+        """The (compiled) payload, through pgml_trigger._fetch_payload(), which may read it when the caller may not."""
+        self._fetched = None
+        self._execute("server_payload", ["text", "int4", "bool"], [name, version, compiled])
+        payload, self._fetched = self._fetched, None
+        return payload
 
     def compiled_payload(self, name: str, version: int) -> bytes:
-        return self._execute("server_compiled_payload", ["text", "int4"], [name, version])[0]["compiled_payload"]
+        return self.payload(name, version, compiled=True)
+
+    def fetch_payload(self, name: str, version: int, compiled: bool) -> int:
+        """The body of pgml_trigger._fetch_payload(): keep the payload for payload(), give SQL its length."""
+        self._fetched = self._execute("server_payload_read", ["text", "int4", "bool"],
+                                      [name, version, compiled])[0]["payload"]
+        return len(self._fetched)
 
     def attachment(self, attachment_id: int) -> Attachment | None:
         rows = self._execute("server_attachment", ["int4"], [attachment_id])

@@ -20,7 +20,7 @@ import json  # noqa: E402
 import plpy  # noqa: E402  (PL/Python's built-in module)
 
 from .. import __version__  # noqa: E402
-from ..errors import AttachmentStale, PgmlTriggerError  # noqa: E402
+from ..errors import AttachmentStale, FeatureTypeMismatch, PgmlTriggerError  # noqa: E402
 from . import drift as _drift  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
@@ -67,7 +67,12 @@ def _raise(message, sqlstate, detail, hint):
 def _inputs(model, features, columns=None):
     """jsonb arrives as its text (json.loads is the fastest way to a dict), float8[] as a list."""
     if isinstance(features, str):
-        return from_mapping(model.schema, json.loads(features), model.label, columns)
+        try:
+            mapping = json.loads(features)
+        except RecursionError:  # jsonb nests deeper than Python's parser goes: no feature can be that
+            raise FeatureTypeMismatch(f"features for model {model.label} are nested too deeply; give a JSON object "
+                                      "of numbers and strings") from None
+        return from_mapping(model.schema, mapping, model.label, columns)
     return from_positional(model.schema, features, model.label, columns)
 
 
@@ -154,6 +159,11 @@ def score_row(attachment_id, features, clock):
 def label_row(attachment_id, features, clock):
     attachment, model = _attached_model(attachment_id, clock)
     return model.predict_label(_inputs(model, features, attachment.columns))
+
+
+@_sql_errors
+def fetch_payload(name, version, compiled):
+    return _cache.catalog.fetch_payload(name, version, compiled)
 
 
 def catalog_changed() -> None:

@@ -1,0 +1,285 @@
+"""Random and adversarial input at every SQL entry point.
+
+Every case ends in a correct result or a clean SQL error: a SQLSTATE that is
+neither 38000 (external routine exception) nor XX000 (internal error), the
+connection alive, the session usable, and the tables as they were.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+import trained
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sklearn.compose import make_column_transformer
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from pgml_trigger import upload
+
+EXAMPLES = 200
+HOSTILE_TABLE = 'x"; DROP TABLE t; --'
+HOSTILE_SCHEMA = "my schema"
+HOSTILE_OUTPUT = 'score "out"; --'
+INJECTIONS = ["'; DROP TABLE t; --", '"; DROP TABLE t; --', "$$; DROP TABLE t; $$", "reg'--", "reg@production'--",
+              "pgml_trigger.models", "t", "public.t", "\\", "%s", "%I", "' OR '1'='1", "ünïcödé", "名前", "🙂",
+              "a" * 300, " ", "reg ", "reg@", "@1", "reg@1@1", "reg@0", "reg@-1", "reg@999999999", "reg@9999999999"]
+MODEL_REFS = ["reg", "reg@1", "reg@production", "iris", "mixed", "nope", "", *INJECTIONS]
+cases: Counter[str] = Counter()
+
+hypothesis_settings = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                                      HealthCheck.data_too_large, HealthCheck.large_base_example])
+
+# PostgreSQL text holds no NUL, and UTF-8 no lone surrogate.
+texts = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=80)
+model_refs = st.one_of(st.sampled_from(MODEL_REFS), texts)
+floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.none(),
+                   st.sampled_from([0.0, -0.0, 1e308, -1e308, 5e-324, float("nan"), float("inf")]))
+float_arrays = st.one_of(
+    st.lists(floats, max_size=14),
+    st.lists(st.floats(-10, 10), min_size=10, max_size=10),
+    st.integers(0, 3).map(lambda n: [0.5] * (100_000 * n)),  # empty and huge
+)
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), texts)
+json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=5),
+                                                                 st.dictionaries(texts, inner, max_size=5)),
+                           max_leaves=30)
+class RawJson(str):
+    """JSON text sent as is: nested deeper than Python's json module (and so psycopg's Jsonb) can write."""
+
+
+REG_FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+feature_objects = st.one_of(
+    json_values,
+    st.fixed_dictionaries({name: st.one_of(st.floats(-1, 1), json_values) for name in REG_FEATURES}),
+    st.fixed_dictionaries({name: st.floats(-1, 1) for name in REG_FEATURES}, optional={"extra": json_values}),
+    st.integers(1, 3).map(lambda depth: RawJson("[" * (depth * 3000) + "]" * (depth * 3000))),  # deep
+    st.integers(1, 3).map(lambda depth: RawJson('{"age": ' * (depth * 3000) + "1" + "}" * (depth * 3000))),
+    st.integers(1, 2).map(lambda n: {f"k{i}": i for i in range(50_000 * n)}),  # large
+)
+
+
+@pytest.fixture
+def world(conn):
+    """Models, a table each scoring entry point must leave alone, and a table with hostile identifiers."""
+    upload(conn, "reg", trained.diabetes_ridge(), alias="production")
+    upload(conn, "iris", trained.iris_text_labels()[0])
+    upload(conn, "mixed", trained.mixed_pipeline())
+    conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    conn.execute("INSERT INTO t VALUES (1), (2)")
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(HOSTILE_SCHEMA)))
+    columns = sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(name)) for name in REG_FEATURES)
+    conn.execute(sql.SQL("CREATE TABLE {}.{} ({}, {} float8, {} text)").format(
+        sql.Identifier(HOSTILE_SCHEMA), sql.Identifier(HOSTILE_TABLE), columns, sql.Identifier(HOSTILE_OUTPUT),
+        sql.Identifier("label; --")))
+    return conn
+
+
+def _state(conn):
+    return conn.execute("""
+        SELECT (SELECT array_agg(sha256 || name || version ORDER BY name, version) FROM pgml_trigger.models),
+               (SELECT array_agg(name || alias || version ORDER BY name, alias) FROM pgml_trigger.aliases),
+               (SELECT array_agg(target::text || output_column ORDER BY id) FROM pgml_trigger.attachments),
+               (SELECT array_agg(id ORDER BY id) FROM t),
+               (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal)""").fetchone()
+
+
+def _run(conn, entry_point, statement, params=None):
+    """Execute; return ("ok", rows) or ("error", sqlstate) after checking the error was a clean one."""
+    cases[entry_point] += 1
+    before = _state(conn)
+    try:
+        return "ok", conn.execute(statement, params).fetchall()
+    except psycopg.Error as error:
+        assert not conn.closed and not conn.broken, f"connection lost: {error!r}"
+        assert error.sqlstate, f"no SQLSTATE: {error!r}"
+        assert error.sqlstate not in ("38000", "XX000"), f"{error.sqlstate}: {error}"
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert _state(conn) == before
+        return "error", error.sqlstate
+
+
+def _same(got, expected) -> bool:
+    return got == expected or (isinstance(got, float) and math.isnan(got) and math.isnan(expected))
+
+
+def _offline(values):
+    row = np.array([values], dtype=np.float64)
+    return float(trained.diabetes_ridge().predict(pd.DataFrame(row, columns=REG_FEATURES))[0])
+
+
+@hypothesis_settings
+@given(function=st.sampled_from(["predict", "predict_label", "predict_proba"]), model=st.one_of(model_refs, st.none()),
+       features=st.one_of(float_arrays, st.none()))
+def test_scoring_with_arrays(world, function, model, features):
+    outcome, result = _run(world, function, sql.SQL("SELECT pgml_trigger.{}(%s, %s::float8[])").format(
+        sql.Identifier(function)), [model, features])
+    if model is None or features is None:
+        assert (outcome, result) == ("ok", [(None,)])  # STRICT
+    elif outcome == "ok" and function == "predict":
+        assert model in ("reg", "reg@1", "reg@production")
+        assert len(features) == 10 and all(v is not None and math.isfinite(v) for v in features)
+        assert _same(result[0][0], _offline(features))
+    elif outcome == "ok":
+        assert model == "iris" and len(features) == 4
+
+
+@hypothesis_settings
+@given(function=st.sampled_from(["predict", "predict_label", "predict_proba"]), model=st.one_of(model_refs, st.none()),
+       features=st.one_of(feature_objects, st.none()))
+def test_scoring_with_jsonb(world, function, model, features):
+    param = features if isinstance(features, RawJson) or features is None else Jsonb(features)
+    outcome, result = _run(world, function, sql.SQL("SELECT pgml_trigger.{}(%s, %s::jsonb)").format(
+        sql.Identifier(function)), [model, param])
+    if model is None or features is None:
+        assert (outcome, result) == ("ok", [(None,)])
+    elif outcome == "ok" and function == "predict" and model.startswith("reg"):
+        values = [features[name] for name in REG_FEATURES]
+        assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        assert _same(result[0][0], _offline([float(v) for v in values]))
+
+
+@hypothesis_settings
+@given(function=st.sampled_from(["predict", "predict_label", "predict_proba", "resolve_model", "set_alias"]),
+       sql_type=st.sampled_from(["text", "int", "int[]", "numeric[]", "boolean", "text[]", "json", "bytea", "point"]),
+       value=st.one_of(st.sampled_from(["1", "{1,2}", "{}", "NaN", "(1,2)", "\\x00", "{{1},{2}}"]), texts))
+def test_wrong_types(world, function, sql_type, value):
+    """Arguments of types no signature takes: a clean error (mostly 42883 or a cast's 22P02), never a crash."""
+    second = sql.SQL("%s::{}").format(sql.SQL(sql_type))
+    statement = {
+        "resolve_model": sql.SQL("SELECT pgml_trigger.resolve_model({})").format(second),
+        "set_alias": sql.SQL("SELECT pgml_trigger.set_alias('reg', 'a', {})").format(second),
+    }.get(function, sql.SQL("SELECT pgml_trigger.{}('reg', {})").format(sql.Identifier(function), second))
+    outcome, result = _run(world, function, statement, [value])
+    if outcome == "ok":
+        # Only what a cast makes a valid call: resolve_model of text, set_alias of an existing version.
+        assert function in ("resolve_model", "set_alias") or result == [(None,)]
+        if function == "set_alias":
+            world.execute("DELETE FROM pgml_trigger.aliases WHERE alias = 'a'")
+
+
+@hypothesis_settings
+@given(model=st.one_of(model_refs, st.none()))
+def test_resolve_model(world, model):
+    outcome, result = _run(world, "resolve_model", "SELECT * FROM pgml_trigger.resolve_model(%s)", [model])
+    if model is None:
+        assert (outcome, result) == ("ok", [(None, None)])
+    elif model in ("reg", "reg@1", "reg@production"):
+        assert (outcome, result) == ("ok", [("reg", 1)])
+    elif outcome == "ok":
+        assert model in ("iris", "mixed")
+
+
+@hypothesis_settings
+@given(name=st.one_of(model_refs, st.none()), alias=st.one_of(st.sampled_from(["staging", "production", "1a"]),
+                                                              texts, st.none()),
+       version=st.one_of(st.integers(-3, 3), st.sampled_from([2**31 - 1, -(2**31)]), st.none()))
+def test_set_alias(world, name, alias, version):
+    outcome, result = _run(world, "set_alias", "SELECT pgml_trigger.set_alias(%s, %s, %s::int)",
+                           [name, alias, version])
+    if outcome == "ok" and result != [(None,)]:
+        assert result == [(version,)] and version == 1 and name in ("reg", "iris", "mixed")
+        assert world.execute("SELECT * FROM pgml_trigger.resolve_model(%s)", [f"{name}@{alias}"]).fetchone() == (
+            name, 1)
+        world.execute("SELECT pgml_trigger.set_alias('reg', 'production', 1)")
+        world.execute("DELETE FROM pgml_trigger.aliases WHERE NOT (name = 'reg' AND alias = 'production')")
+
+
+TARGETS = [f'"{HOSTILE_SCHEMA}"."{HOSTILE_TABLE.replace(chr(34), chr(34) * 2)}"', "t", "pgml_trigger.models",
+           "pg_class", "nope", HOSTILE_TABLE, '"t', "t; DROP TABLE t", ""]
+COLUMNS = [HOSTILE_OUTPUT, "label; --", "age", "nope", "", "id"]
+
+
+@hypothesis_settings
+@given(target=st.one_of(st.just(TARGETS[0]), st.sampled_from(TARGETS), texts, st.none()),
+       model=st.one_of(st.sampled_from(["reg", "reg@production", "iris"]), model_refs, st.none()),
+       output=st.one_of(st.sampled_from(COLUMNS[:2]), st.sampled_from(COLUMNS), texts, st.none()),
+       features=st.one_of(st.none(), st.just(REG_FEATURES), st.just(REG_FEATURES[::-1]),
+                          st.lists(st.one_of(st.sampled_from(COLUMNS + REG_FEATURES), texts, st.none()), max_size=12)),
+       row=st.lists(st.floats(-0.2, 0.2), min_size=10, max_size=10))
+def test_attach_and_detach(world, target, model, output, features, row):
+    outcome, result = _run(world, "attach", "SELECT pgml_trigger.attach(%s, %s, %s, %s)",
+                           [target, model, output, features])
+    if outcome != "ok":
+        outcome, _ = _run(world, "detach", "SELECT pgml_trigger.detach(%s, %s)", [target, output])
+        assert outcome == "error" or None in (target, output)
+        return
+    # It worked: then it scores, with hostile identifiers all along, and detaches to leave nothing behind.
+    table = sql.Identifier(HOSTILE_SCHEMA, HOSTILE_TABLE)
+    assert output in (HOSTILE_OUTPUT, "label; --")
+    outcome, result = _run(world, "scoring trigger", sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING {}").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, REG_FEATURES)), sql.SQL(", ").join([sql.Placeholder()] * 10),
+        sql.Identifier(output)), row)
+    if outcome == "ok" and output == HOSTILE_OUTPUT:
+        values = dict(zip(REG_FEATURES, row))
+        assert result[0][0] == _offline([values[column] for column in features or REG_FEATURES])
+    world.execute(sql.SQL("DELETE FROM {}").format(table))
+    assert _run(world, "detach", "SELECT pgml_trigger.detach(%s, %s)", [target, output])[0] == "ok"
+    assert world.execute("SELECT count(*) FROM pgml_trigger.attachments").fetchone() == (0,)
+
+
+def test_zz_report_cases(figure):
+    """Runs after the property tests in this module (pytest keeps file order)."""
+    for entry_point, count in sorted(cases.items()):
+        figure(f"hostile cases at {entry_point}", count)
+    figure("hostile cases in all", sum(cases.values()))
+
+
+def _row_by_row(model, frame):
+    """As the trigger scores: one row at a time (a batch may differ in the last bit)."""
+    return [float(model.predict(frame.iloc[[i]])[0]) for i in range(len(frame))]
+
+
+def test_hostile_identifiers_through_attach_scoring_and_detach(conn):
+    """Table, schema, feature and output column names with quotes, spaces and SQL in them."""
+    numbers = ['a "quoted" col', "b; DROP TABLE t; --", "c $$ '"]
+    text_feature = "d') OR true; --"
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({name: rng.normal(size=60) for name in numbers})
+    frame[text_feature] = rng.choice(["x'y", 'z"w', "$$"], size=60)
+    target = frame[numbers[0]] * 2 + (frame[text_feature] == "$$") * 3
+    numeric_model = LinearRegression().fit(frame[numbers], target)
+    mixed_model = make_pipeline(make_column_transformer((OneHotEncoder(), [text_feature]), remainder="passthrough"),
+                                LinearRegression()).fit(frame, target)
+    upload(conn, "numeric", numeric_model)
+    upload(conn, "mixed", mixed_model)
+    conn.execute("CREATE TABLE t (id int)")
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(HOSTILE_SCHEMA)))
+    table = sql.Identifier(HOSTILE_SCHEMA, HOSTILE_TABLE)
+    conn.execute(sql.SQL("CREATE TABLE {} ({}, {} text, {} float8, {} float8)").format(
+        table, sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(name)) for name in numbers),
+        sql.Identifier(text_feature), sql.Identifier(HOSTILE_OUTPUT), sql.Identifier("mixed out")))
+    regclass = table.as_string(conn)
+    conn.execute("SELECT pgml_trigger.attach(%s, 'numeric', %s)", [regclass, HOSTILE_OUTPUT])
+    conn.execute("SELECT pgml_trigger.attach(%s, 'mixed', %s)", [regclass, "mixed out"])
+    comment = conn.execute("SELECT obj_description(tgfoid) FROM pg_trigger WHERE tgname = 'pgml_score_mixed out'")
+    assert HOSTILE_TABLE.replace('"', '""') in comment.fetchone()[0]
+
+    columns = sql.SQL(", ").join(map(sql.Identifier, frame.columns))
+    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns)) as copy:
+        for row in frame.itertuples(index=False):
+            copy.write_row(list(row))
+    got = conn.execute(sql.SQL("SELECT {}, {} FROM {}").format(
+        sql.Identifier(HOSTILE_OUTPUT), sql.Identifier("mixed out"), table)).fetchall()
+    assert [g[0] for g in got] == _row_by_row(numeric_model, frame[numbers])
+    assert [g[1] for g in got] == _row_by_row(mixed_model, frame)
+    conn.execute(sql.SQL("UPDATE {} SET {} = 'x''y'").format(table, sql.Identifier(text_feature)))
+    frame[text_feature] = "x'y"
+    got = conn.execute(sql.SQL("SELECT {} FROM {}").format(sql.Identifier("mixed out"), table)).fetchall()
+    assert [g[0] for g in got] == _row_by_row(mixed_model, frame)
+
+    conn.execute("SELECT pgml_trigger.detach(%s, %s)", [regclass, HOSTILE_OUTPUT])
+    conn.execute("SELECT pgml_trigger.detach(%s, 'mixed out')", [regclass])
+    assert conn.execute("SELECT count(*) FROM pgml_trigger.attachments").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass", [regclass]).fetchone() == (0,)
+    assert conn.execute("SELECT to_regclass('t') IS NOT NULL").fetchone() == (True,)
