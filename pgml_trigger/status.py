@@ -1,4 +1,4 @@
-"""``pgml-trigger status``: models, aliases, scoring triggers and drift flags, as readable tables."""
+"""``pgml-trigger status``: models, aliases, scoring triggers, counters and drift flags, as readable tables."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ def status(conn, out=print) -> None:
     names = [column.name for column in attachments.description]
     rows = attachments.fetchall()
     _print_table(names, rows, "scoring triggers", out)
+    _table(conn.execute(query("status_counters")), "counters (this server's backends)", out)
     out("drift (features past their threshold, per scoring trigger):")
     for target, _, model_ref, *_ in rows:
         try:

@@ -13,6 +13,7 @@ gets its own database cloned from it.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import socket
@@ -78,8 +79,10 @@ def server():
 
 
 def _server_venv_dir() -> Path:
-    """Reused across runs: building the server environment is the slow part of installing."""
-    return Path(os.environ.get("PGML_TRIGGER_TEST_VENV", "/var/tmp/pgml_trigger-tests/server-venv"))
+    """Reused across runs, one per checkout: building the server environment is the slow part of installing,
+    and two checkouts testing at once must not replace each other's package."""
+    default = Path("/var/tmp/pgml_trigger-tests") / hashlib.sha1(str(ROOT).encode()).hexdigest()[:10] / "server-venv"
+    return Path(os.environ.get("PGML_TRIGGER_TEST_VENV", default))
 
 
 @pytest.fixture(scope="session")

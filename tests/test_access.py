@@ -162,7 +162,7 @@ def test_user_attaches_only_to_its_own_tables(conn, model, role):
     conn.execute("SELECT pgml_trigger.attach('theirs', 'reg', 'score')")
     _denied(user, "SELECT pgml_trigger.detach('theirs', 'score')")
     _denied(user, "SELECT pgml_trigger._detach('theirs', 'theirs', 'score')")
-    _denied(user, "SELECT pgml_trigger._attach('theirs', 'theirs', 'reg', 'score', NULL)")
+    _denied(user, "SELECT pgml_trigger._attach('theirs', 'theirs', 'reg', 'score', NULL, 'row', false, NULL)")
     # ... but its trigger scores the user's INSERTs into that table.
     user.execute(f"INSERT INTO theirs VALUES ({values})", list(model.iloc[0]))
     assert conn.execute("SELECT score FROM theirs").fetchone() == (expected,)

@@ -91,5 +91,8 @@ def test_mixed_type_pipeline_scores_from_jsonb(conn):
 def test_functions_are_stable_not_immutable(conn):
     volatility = conn.execute(
         "SELECT DISTINCT provolatile FROM pg_proc WHERE pronamespace = 'pgml_trigger'::regnamespace "
-        "AND proname IN ('predict', 'predict_proba', 'predict_label')").fetchall()
+        "AND proname IN ('predict', 'predict_proba', 'predict_label') AND pronargs = 2").fetchall()
     assert volatility == [("s",)]
+    logged = conn.execute("SELECT DISTINCT provolatile FROM pg_proc WHERE pronamespace = 'pgml_trigger'::regnamespace "
+                          "AND proname = 'predict' AND pronargs = 3").fetchall()
+    assert logged == [("v",)]  # predict(model, features, log_key) writes the prediction log

@@ -1,5 +1,6 @@
 SELECT a.target::text AS "table", a.output_column AS "column", a.model_ref AS model,
-       r.name || '@' || r.version AS scores_with, a.output,
+       r.name || '@' || r.version AS scores_with, a.mode, a.output,
+       CASE WHEN a.log THEN 'yes' ELSE 'no' END AS log, coalesce(a.challenger, '') AS challenger,
        array_to_string(a.columns, ', ') AS features
 FROM pgml_trigger.attachments AS a
 LEFT JOIN LATERAL pgml_trigger.resolve_model(a.model_ref) AS r ON true

@@ -13,17 +13,18 @@ statement.
 from __future__ import annotations
 
 import functools
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 
 from .. import formats
 from ..errors import AttachmentStale, ModelCorrupted, ModelLoadFailed
 from .catalog import Attachment, Catalog, ModelMeta
+from .counters import Counters
 from .engines import OnnxEngine, SklearnEngine
 from .scoring import LoadedModel
 
 
 class ModelCache:
-    def __init__(self, catalog: Catalog, max_bytes: int):
+    def __init__(self, catalog: Catalog, max_bytes: int, database_oid: int):
         self.catalog = catalog
         self.max_bytes = max_bytes
         self._clock = None
@@ -32,12 +33,13 @@ class ModelCache:
         self._attachments: dict[int, Attachment] = {}
         self._loaded: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._loaded_bytes = 0
-        self.load_counts: Counter[tuple[str, int]] = Counter()
+        self.counters = Counters(database_oid)
 
     def sync(self, clock) -> None:
         """Forget resolved references if the catalog changed since the last statement."""
         if clock == self._clock:
             return
+        self.counters.publish_if_due()
         generation = self.catalog.generation()
         self._clock = clock
         if generation != self._generation:
@@ -95,9 +97,10 @@ class ModelCache:
             payload_bytes = len(payload)
         else:
             engine, payload_bytes = self._sklearn_engine(meta, label)
-        self.load_counts[meta.name, meta.version] += 1
+        self.counters.loads[meta.name, meta.version] += 1
         return LoadedModel(name=meta.name, version=meta.version, sha256=meta.sha256, task=meta.task,
                            classes=meta.classes, schema=meta.schema, engine=engine, payload_bytes=payload_bytes,
+                           usage=self.counters.for_model(meta.name, meta.version),
                            missing_value_engine=missing_value_engine)
 
     def _sklearn_engine(self, meta: ModelMeta, label: str) -> tuple[SklearnEngine, int]:

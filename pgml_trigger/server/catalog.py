@@ -30,9 +30,14 @@ class ModelMeta:
 class Attachment:
     id: int
     target: str
+    output_column: str
     model_ref: str
     feature_names: tuple[str, ...]
     columns: tuple[str, ...]
+    output: str  # "value" or "label"
+    mode: str  # "row" or "statement"
+    log: bool
+    challenger: str | None
 
 
 class Catalog:
@@ -46,6 +51,12 @@ class Catalog:
         if plan is None:
             plan = self._plans[name] = self._plpy.prepare(query(name), argtypes)
         return self._plpy.execute(plan, args)
+
+    def setting(self, name: str) -> str | None:
+        return self._execute("server_setting", ["text"], [name])[0]["value"]
+
+    def database_oid(self) -> int:
+        return self._execute("server_database_oid", [], [])[0]["oid"]
 
     def generation(self) -> int:
         return self._execute("server_generation", [], [])[0]["generation"]
@@ -81,8 +92,17 @@ class Catalog:
         if not rows:
             return None
         row = rows[0]
-        return Attachment(id=attachment_id, target=row["target"], model_ref=row["model_ref"],
-                          feature_names=tuple(row["feature_names"]), columns=tuple(row["columns"]))
+        return Attachment(id=attachment_id, target=row["target"], output_column=row["output_column"],
+                          model_ref=row["model_ref"], feature_names=tuple(row["feature_names"]),
+                          columns=tuple(row["columns"]), output=row["output"], mode=row["mode"], log=row["log"],
+                          challenger=row["challenger"])
+
+    def log_predictions(self, name: str, version: int, role: str, target: str | None, output_column: str | None,
+                        row_keys: list, predictions: list, labels: list, features: list) -> None:
+        """Rows of pgml_trigger.prediction_log, one per element of the lists (callers run as the log's owner)."""
+        self._execute("server_log_insert", ["text", "int4", "text", "text", "text", "text[]", "float8[]", "text[]",
+                                            "text[]"],
+                      [name, version, role, target, output_column, row_keys, predictions, labels, features])
 
     def drift_model(self, model_ref: str) -> dict:
         return dict(self._execute("server_drift_model", ["text"], [model_ref])[0])

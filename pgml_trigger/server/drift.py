@@ -9,10 +9,11 @@ from ..profile import DriftMeter
 from ..sqlfiles import query
 
 TIME_COLUMNS = ("scored_at", "created_at")  # what `since` filters on, first found wins
+PREDICTION_LOG = "pgml_trigger.prediction_log"  # a source whose features are in a jsonb column
 _CHUNK = 10000
 
 
-def drift(catalog, quote_ident, model_ref: str, source: str, since):
+def drift(catalog, quote_ident, quote_literal, model_ref: str, source: str, since):
     model = catalog.drift_model(model_ref)
     label = f"{model['name']}@{model['version']}"
     if model["training_profile"] is None:
@@ -20,20 +21,31 @@ def drift(catalog, quote_ident, model_ref: str, source: str, since):
                               hint="upload it again with sample= (a sample of the training data)")
     profile = json.loads(model["training_profile"])
     names, types = model["feature_names"], model["feature_types"]
-    columns = catalog.columns_of(source)
-    for name in names:
-        if name not in columns:
-            raise FeatureMissing(f'{source} has no column "{name}", a feature of model {label}')
-    selected = ", ".join(f"{quote_ident(name)}::{'double precision' if kind == 'number' else 'text'} AS c{i}"
-                         for i, (name, kind) in enumerate(zip(names, types)))
-    where, argtypes, args = "", [], []
-    if since is not None:
+    casts = ["double precision" if kind == "number" else "text" for kind in types]
+    if source == PREDICTION_LOG:
+        # The features logged for this model (not those a challenger was given: the same rows twice).
+        selected = ", ".join(f"(features ->> {quote_literal(name)})::{cast} AS c{i}"
+                             for i, (name, cast) in enumerate(zip(names, casts)))
+        conditions = ["model_name = $1", "features IS NOT NULL", "role <> 'challenger'"]
+        argtypes, args = ["text"], [model["name"]]
+        time_column = "scored_at"
+    else:
+        columns = catalog.columns_of(source)
+        for name in names:
+            if name not in columns:
+                raise FeatureMissing(f'{source} has no column "{name}", a feature of model {label}')
+        selected = ", ".join(f"{quote_ident(name)}::{cast} AS c{i}" for i, (name, cast) in enumerate(zip(names, casts)))
+        conditions, argtypes, args = [], [], []
         time_column = next((c for c in TIME_COLUMNS if columns.get(c) == "D"), None)
+    if since is not None:
         if time_column is None:
             raise FeatureMissing(f"{source} has no {' or '.join(TIME_COLUMNS)} column to select rows since {since}")
-        where, argtypes, args = f"WHERE {quote_ident(time_column)} >= $1", ["timestamptz"], [since]
+        argtypes.append("timestamptz")
+        args.append(since)
+        conditions.append(f"{quote_ident(time_column)} >= ${len(args)}")
+    where = "WHERE " + " AND ".join(conditions) if conditions else ""
     meters = [DriftMeter(profile[name]) for name in names]
-    text = query("server_drift_rows").format(columns=selected, source=source, since=where)
+    text = query("server_drift_rows").format(columns=selected, source=source, where=where)
     for rows in catalog.stream(text, argtypes, args, _CHUNK):
         for i, meter in enumerate(meters):
             meter.add([row[f"c{i}"] for row in rows])

@@ -21,6 +21,7 @@ import plpy  # noqa: E402  (PL/Python's built-in module)
 
 from .. import __version__  # noqa: E402
 from ..errors import AttachmentStale, FeatureTypeMismatch, PgmlTriggerError  # noqa: E402
+from . import counters as _counters  # noqa: E402
 from . import drift as _drift  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
@@ -33,15 +34,16 @@ SqlError = type("pgml_trigger", (plpy.Error,), {"__module__": "__main__"})
 _DEFAULT_CACHE_MB = 1024
 
 
-def _cache_limit_bytes() -> int:
-    setting = plpy.execute("SELECT current_setting('pgml_trigger.model_cache_mb', true) AS mb")[0]["mb"]
+def _cache_limit_bytes(catalog: Catalog) -> int:
+    setting = catalog.setting("pgml_trigger.model_cache_mb")
     try:
         return int(setting) * 1024 * 1024 if setting else _DEFAULT_CACHE_MB * 1024 * 1024
     except ValueError:
         raise SqlError(f"pgml_trigger.model_cache_mb must be a whole number of megabytes, not {setting!r}") from None
 
 
-_cache = ModelCache(Catalog(plpy), _cache_limit_bytes())
+_catalog = Catalog(plpy)
+_cache = ModelCache(_catalog, _cache_limit_bytes(_catalog), _catalog.database_oid())
 
 
 def _sql_errors(function):
@@ -66,14 +68,18 @@ def _raise(message, sqlstate, detail, hint):
 
 def _inputs(model, features, columns=None):
     """jsonb arrives as its text (json.loads is the fastest way to a dict), float8[] as a list."""
-    if isinstance(features, str):
-        try:
-            mapping = json.loads(features)
-        except RecursionError:  # jsonb nests deeper than Python's parser goes: no feature can be that
-            raise FeatureTypeMismatch(f"features for model {model.label} are nested too deeply; give a JSON object "
-                                      "of numbers and strings") from None
-        return from_mapping(model.schema, mapping, model.label, columns)
-    return from_positional(model.schema, features, model.label, columns)
+    try:
+        if isinstance(features, str):
+            try:
+                mapping = json.loads(features)
+            except RecursionError:  # jsonb nests deeper than Python's parser goes: no feature can be that
+                raise FeatureTypeMismatch(f"features for model {model.label} are nested too deeply; give a JSON "
+                                          "object of numbers and strings") from None
+            return from_mapping(model.schema, mapping, model.label, columns)
+        return from_positional(model.schema, features, model.label, columns)
+    except PgmlTriggerError:
+        model.usage[2] += 1
+        raise
 
 
 def version() -> str:
@@ -171,8 +177,80 @@ def catalog_changed() -> None:
 
 
 def cache_info():
-    return [(m.name, m.version, m.sha256, m.payload_bytes, _cache.load_counts[m.name, m.version])
+    return [(m.name, m.version, m.sha256, m.payload_bytes, _cache.counters.loads[m.name, m.version])
             for m in _cache.entries()]
+
+
+def counters():
+    _cache.counters.publish()
+    return _counters.totals(_cache.counters.directory)
+
+
+# --- Scoring that writes pgml_trigger.prediction_log (the callers are SECURITY DEFINER functions).
+
+@_sql_errors
+def score_row_logged(attachment_id, features, clock, row_key):
+    attachment, model = _attached_model(attachment_id, clock)
+    row = _inputs(model, features, attachment.columns)
+    return _score_and_log(attachment, model, [row_key], [row])[0]
+
+
+@_sql_errors
+def score_statement(attachment_id, keys, features, clock):
+    attachment, model = _attached_model(attachment_id, clock)
+    if isinstance(features, bytes):
+        rows = from_array_send(model.schema, features, model.label)
+    else:
+        rows = [_inputs(model, item, attachment.columns) for item in features]
+    _score_and_log(attachment, model, keys, rows)
+
+
+@_sql_errors
+def predict_logged(model_ref, features, log_key, clock):
+    _cache.sync(clock)
+    model = _cache.model(model_ref)
+    row = _inputs(model, features)
+    prediction = model.predict(row)
+    _log(model, "call", None, [log_key], [prediction], "value", [row])
+    return prediction
+
+
+def _score_and_log(attachment, model, keys, rows) -> list:
+    """The attachment's output for each row; logs it, and a challenger's, as the attachment asks."""
+    outputs = _outputs(attachment, model, rows)
+    logged_features = rows if attachment.log else None
+    if attachment.log or attachment.challenger or attachment.mode == "statement":
+        _log(model, "champion", attachment, keys, outputs, attachment.output, logged_features)
+    if attachment.challenger:
+        challenger = _cache.model(attachment.challenger)
+        if challenger.schema.names != model.schema.names:
+            raise AttachmentStale(f"challenger {challenger.label} on {attachment.target} no longer takes the features "
+                                  f"of {model.label}", hint="detach and attach again with another challenger")
+        _log(challenger, "challenger", attachment, keys, _outputs(attachment, challenger, rows), attachment.output,
+             logged_features)
+    return outputs
+
+
+def _outputs(attachment, model, rows) -> list:
+    if attachment.output == "label":
+        return model.predict_label_many(rows)
+    return model.predict_many(rows)
+
+
+def _log(model, role, attachment, keys, outputs, output, rows) -> None:
+    """Rows of the prediction log; ``rows`` are the features to keep, or None."""
+    labels = outputs if output == "label" else [None] * len(outputs)
+    values = [None] * len(outputs) if output == "label" else outputs
+    features = ([None] * len(outputs) if rows is None
+                else [json.dumps(dict(zip(model.schema.names, _json_safe(row)))) for row in rows])
+    _cache.catalog.log_predictions(model.name, model.version, role, attachment and attachment.target,
+                                   attachment and attachment.output_column, list(keys), values, labels, features)
+
+
+def _json_safe(row) -> list:
+    """Feature values for JSON: NaN (a missing value) becomes null."""
+    values = row.tolist() if hasattr(row, "tolist") else row
+    return [None if isinstance(v, float) and v != v else v for v in values]
 
 
 @_sql_errors
@@ -184,4 +262,4 @@ def loaded_scoring_path(model_ref, clock):
 
 @_sql_errors
 def drift(model_ref, source, since):
-    return _drift.drift(_cache.catalog, plpy.quote_ident, model_ref, source, since)
+    return _drift.drift(_cache.catalog, plpy.quote_ident, plpy.quote_literal, model_ref, source, since)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ class LoadedModel:
     schema: FeatureSchema
     engine: OnnxEngine | SklearnEngine
     payload_bytes: int
+    usage: list  # [calls, rows, errors, seconds] of this model in this backend: counters.py
     # Where rows with a missing value go when the compiled graph would score them unlike scikit-learn:
     # loads the joblib payload the first time such a row comes (not counted in payload_bytes).
     missing_value_engine: Callable[[], SklearnEngine] | None = None
@@ -108,10 +110,17 @@ class LoadedModel:
         return self._fallback
 
     def _call(self, engine, method: str, rows):
+        usage = self.usage
+        started = time.perf_counter()
         try:
-            return getattr(engine, method)(rows)
+            result = getattr(engine, method)(rows)
         except REJECTED_INPUT as exc:
+            usage[2] += 1
             raise ModelRejectedInput(f"model {self.label} rejected the input: {exc}") from exc
+        usage[0] += 1
+        usage[1] += len(rows) if method.endswith("_rows") else 1
+        usage[3] += time.perf_counter() - started
+        return result
 
 
 def _is_number(label) -> bool:

@@ -1,0 +1,74 @@
+"""Per-model counters: kept cheaply in each backend, published to a file so counters() can add up every backend.
+
+A backend's working directory is the data directory; each backend writes
+pg_stat_tmp/pgml_trigger/<database oid>/<pid>-<start>.json, at most once a
+second, at the start of a statement that scores (ModelCache.sync). The files stay after a backend exits,
+so the totals cover every backend since the directory was last cleared; a
+backend's last second of work reaches its file with its next statement, and
+the backend asking counters() publishes its own first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+DIRECTORY = Path("pg_stat_tmp") / "pgml_trigger"
+PUBLISH_EVERY_S = 1.0
+
+
+class Counters:
+    def __init__(self, database_oid: int):
+        self.usage: dict[tuple[str, int], list] = {}  # (name, version) -> [calls, rows, errors, seconds]
+        self.loads: Counter[tuple[str, int]] = Counter()
+        self.directory = DIRECTORY / str(database_oid)
+        self._file = self.directory / f"{os.getpid()}-{time.time_ns() // 1000}.json"
+        self._published = 0.0
+
+    def for_model(self, name: str, version: int) -> list:
+        return self.usage.setdefault((name, version), [0, 0, 0, 0.0])
+
+    def publish_if_due(self) -> None:
+        if time.monotonic() - self._published >= PUBLISH_EVERY_S:
+            self.publish()
+
+    def publish(self) -> None:
+        self._published = time.monotonic()
+        keys = set(self.usage) | set(self.loads)
+        if not keys:
+            return
+        snapshot = {f"{name}@{version}": [*self.usage.get((name, version), [0, 0, 0, 0.0]),
+                                          self.loads[name, version]] for name, version in keys}
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            temporary = self._file.with_suffix(".tmp")
+            temporary.write_text(json.dumps(snapshot))
+            temporary.replace(self._file)
+        except OSError:
+            pass  # counting is best effort: it must never make scoring fail
+
+
+def totals(directory: Path) -> list[tuple]:
+    """(name, version, backends, calls, rows, errors, loads, seconds) per model, over every backend's file."""
+    summed: dict[str, list] = {}
+    for path in directory.glob("*.json"):
+        try:
+            snapshot = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a file being replaced, or gone
+        for model, (calls, rows, errors, seconds, loads) in snapshot.items():
+            entry = summed.setdefault(model, [0, 0, 0, 0, 0, 0.0])
+            entry[0] += 1
+            entry[1] += calls
+            entry[2] += rows
+            entry[3] += errors
+            entry[4] += loads
+            entry[5] += seconds
+    result = []
+    for model, (backends, calls, rows, errors, loads, seconds) in sorted(summed.items()):
+        name, _, version = model.rpartition("@")
+        result.append((name, int(version), backends, calls, rows, errors, loads, seconds))
+    return result
