@@ -1,0 +1,1 @@
+SELECT name, version FROM pgml_trigger.models ORDER BY name, version
