@@ -153,7 +153,7 @@ class ModelCache:
                         quiet: bool = False) -> tuple[SklearnEngine, int]:
         checks = checks if checks is not None else self._checks(meta, label)
         _allow(label, meta.format, "payload" if meta.compiled_format is None else
-               "payload (the compiled ONNX graph cannot score this model here)", checks)
+               "payload (needed where its compiled ONNX graph cannot score)", checks)
         self._check_versions(meta, label, checks, quiet)
         payload = self._verified(label, self.catalog.payload(meta.name, meta.version), meta.sha256, "payload")
         return SklearnEngine(self._deserialize(label, payload, meta.format), meta.schema), len(payload)
