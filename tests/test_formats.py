@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import joblib
 import numpy as np
 import psycopg
 import pytest
@@ -128,12 +129,14 @@ def test_cli_uploads_skops_and_onnx_files(tmp_path, dsn, conn):
     skops.io.dump(model, tmp_path / "ridge.skops")
     (tmp_path / "ridge.onnx").write_bytes(
         to_onnx(model, initial_types=[("X", FloatTensorType([None, 10]))]).SerializeToString())
-    for file in ("ridge.skops", "ridge.onnx"):
+    joblib.dump(model, tmp_path / "ridge.joblib")
+    for file, options in (("ridge.skops", []), ("ridge.onnx", []), ("ridge.joblib", ["--format", "skops"])):
         done = subprocess.run([sys.executable, "-m", "pgml_trigger", "upload", str(tmp_path / file), "--name", "ridge",
-                               "--feature-names", ",".join(X.columns), "--dsn", dsn], capture_output=True, text=True)
+                               "--feature-names", ",".join(X.columns), *options, "--dsn", dsn],
+                              capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     assert conn.execute("SELECT version, format FROM pgml_trigger.models ORDER BY version").fetchall() == [
-        (1, "skops"), (2, "onnx")]
+        (1, "skops"), (2, "onnx"), (3, "skops")]
     expected = float(model.predict(X.iloc[[4]])[0])
     got = conn.execute("SELECT pgml_trigger.predict('ridge@1', %(r)s::float8[]), "
                        "pgml_trigger.predict('ridge@2', %(r)s::float8[])", {"r": list(X.iloc[4])}).fetchone()
