@@ -1,4 +1,4 @@
-"""The ``pgml-trigger`` command: install, uninstall, upload, export, import, status, demo."""
+"""The ``pgml-trigger`` command: install, uninstall, upload, export, import, status, doctor, demo."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .errors import PgmlTriggerError
 
-LOADABLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+LOADABLE_SUFFIXES = (*PICKLE_SUFFIXES, ".skops", ".onnx")
 
 
 def _dsn_option(parser: argparse.ArgumentParser) -> None:
@@ -35,12 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--remove-environment", action="store_true",
                            help="also delete the server's Python environment (shared by other databases?)")
 
-    upload = commands.add_parser("upload", help="upload a saved model file (.joblib, .pkl)")
+    upload = commands.add_parser("upload", help="upload a saved model file (.joblib, .pkl, .skops, .onnx)")
     upload.add_argument("file", type=Path)
     upload.add_argument("--name", required=True)
     upload.add_argument("--alias")
     upload.add_argument("--description")
-    upload.add_argument("--feature-names", help="comma-separated, for models fitted on bare arrays")
+    upload.add_argument("--feature-names", help="comma-separated, for models fitted on bare arrays (and ONNX graphs)")
+    upload.add_argument("--format", choices=("joblib", "skops"),
+                        help="how to store a scikit-learn model (default: skops for .skops files, else joblib)")
+    upload.add_argument("--classes", help="comma-separated class labels of an ONNX classifier, in probability order")
+    upload.add_argument("--hmac-key-file", type=Path,
+                        help="sign the upload with this key (default: $PGML_TRIGGER_HMAC_KEY_FILE)")
     _dsn_option(upload)
 
     export = commands.add_parser("export", help="write a model version and its metadata to a file")
@@ -54,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="models, aliases, scoring triggers and drift flags")
     _dsn_option(status)
+
+    doctor = commands.add_parser("doctor", help="models that would not load here, or under other library versions")
+    _dsn_option(doctor)
 
     demo = commands.add_parser("demo", help="run the whole product on a throwaway local PostgreSQL")
     demo.add_argument("--dsn", default=None, help="use this database instead of a throwaway cluster")
@@ -83,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
             with psycopg.connect(args.dsn, autocommit=True) as conn:
                 status(conn)
+        elif args.command == "doctor":
+            return _doctor(args)
         elif args.command == "demo":
             from .demo import run
 
@@ -110,19 +121,54 @@ def _transfer(args) -> None:
 
 
 def _upload(args) -> int:
-    import joblib
-
+    from . import formats
     from .uploader import upload
 
-    if args.file.suffix.lower() not in LOADABLE_SUFFIXES:
-        print(f"pgml-trigger: {args.file} is not a .joblib or .pkl file", file=sys.stderr)
+    suffix = args.file.suffix.lower()
+    if suffix not in LOADABLE_SUFFIXES:
+        print(f"pgml-trigger: {args.file} is not a .joblib, .pkl, .skops or .onnx file", file=sys.stderr)
         return 2
-    model = joblib.load(args.file)  # the user's own file, loaded in the user's own process
+    if suffix == ".onnx":
+        model, fmt = args.file, "onnx"
+    elif suffix == ".skops":  # loaded under the server's allow-list, so what uploads is what will load
+        model, fmt = formats.load(args.file.read_bytes(), "skops"), args.format or "skops"
+    else:
+        import joblib
+
+        model, fmt = joblib.load(args.file), args.format or "joblib"  # the user's own file, in their own process
     names = args.feature_names.split(",") if args.feature_names else None
+    classes = [_label(text) for text in args.classes.split(",")] if args.classes else None
+    key = args.hmac_key_file.read_bytes().rstrip(b"\r\n") if args.hmac_key_file else None
     version = upload(args.dsn, args.name, model, feature_names=names, alias=args.alias,
-                     description=args.description)
+                     description=args.description, format=fmt, classes=classes, hmac_key=key)
     print(f"uploaded {args.name}@{version}" + (f" (alias {args.alias})" if args.alias else ""))
     return 0
+
+
+def _label(text: str):
+    """A class label given on the command line: an integer when it reads as one."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _doctor(args) -> int:
+    """One line per model version; exit status 1 when any would not load."""
+    import psycopg
+
+    from .sqlfiles import query
+
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        rows = conn.execute(query("doctor")).fetchall()
+    for name, version, fmt, path, allowed, _, error, recorded, server, verdict in rows:
+        versions = f"scikit-learn {recorded} (server {server})" if server else "onnx"
+        scored = f"scored by {path}" if path else "not loadable"
+        line = f"{name}@{version}  {fmt}  {'allowed' if allowed else 'NOT ALLOWED'}  {scored}  {versions}  {verdict}"
+        print(line + (f": {error}" if error else ""))
+    if not rows:
+        print("no models")
+    return 0 if all(row[5] for row in rows) else 1
 
 
 if __name__ == "__main__":

@@ -84,6 +84,28 @@ class ModelLoadFailed(PgmlTriggerError):
     sqlstate = "55000"  # object_not_in_prerequisite_state
 
 
+class ModelSignatureInvalid(ModelCorrupted):
+    """The payload lacks the HMAC the database's key requires, or its HMAC does not match."""
+
+
+class FormatNotAllowed(PgmlTriggerError):
+    """The database's pgml_trigger.allowed_formats does not let this payload be deserialized here."""
+
+    sqlstate = "42501"  # insufficient_privilege
+
+
+class UntrustedContent(PgmlTriggerError):
+    """A skops payload holds types outside the allow-list (pgml_trigger.formats.SKOPS_TRUSTED)."""
+
+    sqlstate = "42501"  # insufficient_privilege
+
+
+class LibraryVersionMismatch(PgmlTriggerError):
+    """Under pgml_trigger.strict_versions, the model was saved with another scikit-learn than the server's."""
+
+    sqlstate = "55000"  # object_not_in_prerequisite_state
+
+
 class AttachmentStale(PgmlTriggerError):
     """The model behind a trigger now expects other features than the trigger passes."""
 

@@ -1,35 +1,106 @@
-"""Serialized model payloads: how a fitted model becomes bytea and back.
+"""Serialized model payloads: how a fitted model becomes bytea and back, and which formats are trusted.
 
-Only ``joblib`` exists so far. Loading a joblib payload runs pickle, which can
-execute code as the database server's OS user: only a checksum-verified
-payload written by a trusted uploader is ever loaded (see server/cache.py).
+Three formats:
+
+* ``joblib``: a pickle. Loading it can execute any code as the database
+  server's OS user, so only a checksum-verified payload (and, with a key
+  configured, an HMAC-verified one) written by a trusted uploader is loaded.
+* ``skops``: scikit-learn's objects rebuilt by skops.io from a description
+  of their types and arrays, without pickle. A payload is loaded only when
+  every type in it is trusted: the types skops itself trusts (builtins,
+  numpy, scipy and scikit-learn estimators) plus ``SKOPS_TRUSTED``, a few
+  scikit-learn internals that fitted trees, boosted ensembles and MLPs hold.
+  Anything else (a user's own transformer, a FunctionTransformer's function)
+  is refused and named.
+* ``onnx``: an ONNX graph from any framework, run by onnxruntime; no Python
+  object is ever deserialized. The payload is the graph's bytes.
+
+Which of them a database loads at all is the DBA's ``pgml_trigger.allowed_formats``
+(server/cache.py enforces it at load time).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 
-FORMATS = ("joblib",)
+FORMATS = ("joblib", "skops", "onnx")
+DEFAULT_ALLOWED = "joblib,skops,onnx"
+
+# Beyond what skops trusts by default: scikit-learn types whose skops loaders rebuild them from arrays and
+# plain values (no user code runs), found in fitted DecisionTree*/RandomForest*/ExtraTrees*/GradientBoosting*,
+# HistGradientBoosting* and MLP* models.
+SKOPS_TRUSTED = (
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+)
 
 
 def sha256(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def dump(model, fmt: str = "joblib") -> bytes:
-    import joblib
+def signature(key: bytes, fmt: str, sha256_hex: str, compiled_sha256_hex: str | None) -> str:
+    """HMAC-SHA256, in hex, over the format and the digests of the payload and the compiled payload.
 
-    if fmt != "joblib":
-        raise ValueError(f"unknown model format {fmt!r}; known: {', '.join(FORMATS)}")
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    return buffer.getvalue()
+    The digests are checked against the payloads themselves before the HMAC is, so this authenticates
+    both payloads, and a row cannot be relabelled to another format.
+    """
+    message = f"pgml_trigger-hmac/1\n{fmt}\n{sha256_hex}\n{compiled_sha256_hex or ''}\n".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def signature_matches(key: bytes, expected_hex: str | None, fmt: str, sha256_hex: str,
+                      compiled_sha256_hex: str | None) -> bool:
+    return expected_hex is not None and hmac.compare_digest(
+        signature(key, fmt, sha256_hex, compiled_sha256_hex), expected_hex)
+
+
+def parse_allowed(setting: str | None) -> frozenset[str]:
+    """The formats a pgml_trigger.allowed_formats value names ('onnx, skops'); unset means every format."""
+    text = DEFAULT_ALLOWED if setting is None or not setting.strip() else setting
+    return frozenset(part.strip().lower() for part in text.split(",") if part.strip())
+
+
+def dump(model, fmt: str = "joblib") -> bytes:
+    if fmt == "joblib":
+        import joblib
+
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer)
+        return buffer.getvalue()
+    if fmt == "skops":
+        import skops.io
+
+        return skops.io.dumps(model)
+    raise ValueError(f"cannot save a Python object as {fmt!r}; known: joblib, skops (onnx payloads are graphs)")
+
+
+def untrusted_types(payload: bytes) -> list[str]:
+    """The types in a skops payload that neither skops nor SKOPS_TRUSTED trusts."""
+    import skops.io
+
+    return sorted(set(skops.io.get_untrusted_types(data=payload)) - set(SKOPS_TRUSTED))
 
 
 def load(payload: bytes, fmt: str):
-    import joblib
+    """The Python object in a joblib or skops payload (the caller checked its integrity and the policy)."""
+    if fmt == "joblib":
+        import joblib
 
-    if fmt != "joblib":
-        raise ValueError(f"unknown model format {fmt!r}; known: {', '.join(FORMATS)}")
-    return joblib.load(io.BytesIO(payload))
+        return joblib.load(io.BytesIO(payload))
+    if fmt == "skops":
+        import skops.io
+
+        from .errors import UntrustedContent
+
+        refused = untrusted_types(payload)
+        if refused:
+            raise UntrustedContent(f"the skops payload holds types outside the allow-list: {', '.join(refused)}",
+                                   hint="pgml_trigger loads skops payloads made only of numpy, scipy and "
+                                        "scikit-learn types; upload such a model as onnx (or joblib, where allowed)")
+        return skops.io.loads(payload, trusted=list(SKOPS_TRUSTED))
+    raise ValueError(f"a {fmt!r} payload is not a Python object; known: joblib, skops")

@@ -41,7 +41,7 @@ MIN_SERVER_VERSION = 130000
 # when it has them, so models pickled here load there unchanged (and ONNX graphs
 # converted here run on the same onnxruntime that checked them at upload).
 PINNED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "joblib", "pandas", "threadpoolctl",
-                    "onnxruntime", "skl2onnx", "onnx", "protobuf")
+                    "onnxruntime", "skl2onnx", "onnx", "protobuf", "skops")
 
 
 @dataclass

@@ -2,38 +2,50 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
+from os import PathLike
+from pathlib import Path
 
 from . import formats
 from .compile import Compiled, compile_model
-from .describe import describe
+from .describe import describe, describe_onnx
 from .errors import InvalidModel
 from .profile import training_profile
 from .sqlfiles import query
 
 _REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes", "feature_names", "feature_types",
              "accepts_nan", "input_kind", "python_version", "sklearn_version", "numpy_version", "joblib_version"}
-# An older schema without these scores the joblib payload; anything else it lacks is refused.
-_COMPILED = {"compiled_format", "compiled_payload", "compiled_sha256", "compiled_handles_nan", "agreement"}
+# An older schema without these scores the joblib payload (or records less); anything else it lacks is refused.
+_COMPILED = {"compiled_format", "compiled_payload", "compiled_sha256", "compiled_handles_nan", "agreement",
+             "skops_version", "onnxruntime_version"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
 def upload(conn, name: str, model, *, feature_names=None, alias: str | None = None,
            description: str | None = None, sample=None, metrics: dict | None = None,
-           compile: bool = True) -> int:
+           compile: bool = True, format: str | None = None, classes=None, task: str | None = None,
+           hmac_key: bytes | None = None) -> int:
     """Store ``model`` as the next version of ``name`` and return that version.
 
-    ``conn`` is a psycopg connection or a conninfo string. ``feature_names``
-    names the features of a model fitted on a bare array (a model fitted on a
-    DataFrame brings its own). ``alias`` points that alias at the new version
-    in the same transaction. ``sample``, training rows (a DataFrame with the
-    feature columns, or an array in feature order), fixes the feature dtypes
-    when the fitted model does not reveal them, is profiled for drift(), and
-    is what the compiled (ONNX) payload is checked against: see
-    pgml_trigger/compile.py for what happens without it. ``compile=False``
-    keeps the model on the scikit-learn path. ``metrics`` is a JSON-able dict
-    of evaluation figures kept with the version.
+    ``conn`` is a psycopg connection or a conninfo string. ``model`` is a
+    fitted scikit-learn estimator or pipeline, saved as joblib unless
+    ``format="skops"``; or an ONNX model (its bytes, an ``onnx.ModelProto``,
+    or the path of a .onnx file), stored as it is and scored by onnxruntime
+    (``classes`` and ``task`` override what the graph says, see
+    describe.describe_onnx). ``feature_names`` names the features of a model
+    fitted on a bare array (a model fitted on a DataFrame brings its own).
+    ``alias`` points that alias at the new version in the same transaction.
+    ``sample``, training rows (a DataFrame with the feature columns, or an
+    array in feature order), fixes the feature dtypes when the fitted model
+    does not reveal them, is profiled for drift(), and is what the compiled
+    (ONNX) payload is checked against: see pgml_trigger/compile.py for what
+    happens without it. ``compile=False`` keeps the model on the scikit-learn
+    path. ``metrics`` is a JSON-able dict of evaluation figures kept with the
+    version. ``hmac_key`` (default: the contents of the file
+    ``$PGML_TRIGGER_HMAC_KEY_FILE`` names, if set) signs the upload, as
+    databases with ``pgml_trigger.hmac_key_file`` require.
     """
     import joblib
     import numpy
@@ -44,12 +56,24 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidModel(f"invalid model name {name!r}: start with a letter or _, then letters, digits, _ . -; "
                            "at most 63 characters")
-    info = describe(model, feature_names=feature_names, sample=sample)
-    payload = formats.dump(model, "joblib")
-    compiled = (compile_model(model, info, sample) if compile
-                else Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"}))
+    fmt = format or ("onnx" if _is_onnx(model) else "joblib")
+    if fmt not in formats.FORMATS:
+        raise InvalidModel(f"unknown format {fmt!r}; known: {', '.join(formats.FORMATS)}")
+    if fmt == "onnx":
+        payload = _onnx_payload(model)
+        info = describe_onnx(payload, feature_names=feature_names, classes=classes, task=task)
+        _check_onnx_runs(payload, info)
+        compiled = Compiled(None, None, None, {"compiled": False, "reason": "an onnx model is scored by its own graph"})
+    else:
+        info = describe(model, feature_names=feature_names, sample=sample)
+        payload = _dump(model, fmt)
+        compiled = (compile_model(model, info, sample) if compile
+                    else Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"}))
+    sha256 = formats.sha256(payload)
+    compiled_sha256 = formats.sha256(compiled.payload) if compiled.payload is not None else None
+    key = hmac_key if hmac_key is not None else _key_from_environment()
     params = {
-        "name": name, "version": 0, "format": "joblib", "payload": payload, "sha256": formats.sha256(payload),
+        "name": name, "version": 0, "format": fmt, "payload": payload, "sha256": sha256,
         "task": info.task, "classes": Jsonb(info.classes) if info.classes is not None else None,
         "feature_names": list(info.schema.names), "feature_types": list(info.schema.types),
         "accepts_nan": info.schema.accepts_nan, "input_kind": info.schema.input_kind,
@@ -58,13 +82,75 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         "metrics": Jsonb(metrics) if metrics is not None else None,
         "training_profile": Jsonb(_profile(sample, info)) if sample is not None else None,
         "compiled_format": compiled.format, "compiled_payload": compiled.payload,
-        "compiled_sha256": formats.sha256(compiled.payload) if compiled.payload is not None else None,
+        "compiled_sha256": compiled_sha256,
         "compiled_handles_nan": compiled.handles_nan, "agreement": Jsonb(compiled.agreement),
+        "skops_version": _version("skops") if fmt == "skops" else None,
+        "onnxruntime_version": _version("onnxruntime") if "onnx" in (fmt, compiled.format) else None,
+        "payload_hmac": formats.signature(key, fmt, sha256, compiled_sha256) if key is not None else None,
     }
     if isinstance(conn, str):
         with psycopg.connect(conn) as own:
             return _store(own, params, alias)
     return _store(conn, params, alias)
+
+
+def _is_onnx(model) -> bool:
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return True
+    if isinstance(model, (str, PathLike)):
+        return str(model).lower().endswith(".onnx")
+    return type(model).__name__ == "ModelProto" and type(model).__module__.startswith("onnx")
+
+
+def _onnx_payload(model) -> bytes:
+    if isinstance(model, (str, PathLike)):
+        return Path(model).read_bytes()
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    if hasattr(model, "SerializeToString"):
+        return model.SerializeToString()
+    raise InvalidModel(f"a {type(model).__name__} is not an ONNX model; pass its bytes, an onnx.ModelProto "
+                       "or the path of a .onnx file")
+
+
+def _check_onnx_runs(payload: bytes, info) -> None:
+    """onnxruntime here must run the graph on a row of zeros, giving what describe_onnx() promised."""
+    import numpy as np
+
+    from .server.engines import OnnxEngine
+
+    try:
+        engine = OnnxEngine(payload, info.schema, info.classes)
+        scores = engine.predict_proba_rows(np.zeros((2, len(info.schema.names))))
+    except Exception as exc:  # onnxruntime's errors have no common base
+        raise InvalidModel(f"onnxruntime cannot score the ONNX graph: {type(exc).__name__}: {exc}") from exc
+    width = len(info.classes) if info.classes is not None else 1
+    if scores.size != 2 * width:
+        raise InvalidModel(f"the ONNX graph gives {scores.size // 2} values per row; expected {width}")
+
+
+def _dump(model, fmt: str) -> bytes:
+    payload = formats.dump(model, fmt)
+    if fmt == "skops":
+        refused = formats.untrusted_types(payload)
+        if refused:
+            raise InvalidModel(f"the model holds types the server does not load from skops: {', '.join(refused)}",
+                               hint="use only numpy, scipy and scikit-learn types, or convert the model to ONNX")
+    return payload
+
+
+def _key_from_environment() -> bytes | None:
+    path = os.environ.get("PGML_TRIGGER_HMAC_KEY_FILE")
+    return Path(path).read_bytes().rstrip(b"\r\n") if path else None
+
+
+def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _profile(sample, info) -> dict:

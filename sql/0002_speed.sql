@@ -18,7 +18,9 @@ ALTER TABLE pgml_trigger.models
     ADD COLUMN compiled_handles_nan boolean,
     -- rows checked, largest differences, label mismatches and tolerances; or why nothing was compiled
     ADD COLUMN agreement        jsonb,
-    ADD COLUMN scoring_path     text GENERATED ALWAYS AS (coalesce(compiled_format, 'sklearn')) STORED,
+    -- An onnx-format model (0006) is scored by onnxruntime from its own payload.
+    ADD COLUMN scoring_path     text GENERATED ALWAYS AS (
+        CASE WHEN format = 'onnx' THEN 'onnx' ELSE coalesce(compiled_format, 'sklearn') END) STORED,
     ADD CONSTRAINT models_compiled CHECK (
         (compiled_format IS NULL AND compiled_payload IS NULL AND compiled_sha256 IS NULL
          AND compiled_handles_nan IS NULL)

@@ -109,4 +109,4 @@ def test_cli_uploads_a_saved_file(tmp_path, dsn, conn):
     text.write_text("x")
     refused = subprocess.run([sys.executable, "-m", "pgml_trigger", "upload", str(text), "--name", "d",
                               "--dsn", dsn], capture_output=True, text=True)
-    assert refused.returncode == 2 and "not a .joblib or .pkl file" in refused.stderr
+    assert refused.returncode == 2 and "not a .joblib, .pkl, .skops or .onnx file" in refused.stderr

@@ -8,6 +8,16 @@ models, aliases and attachments, and it is read at most once per SQL
 statement (the callers pass ``statement_timestamp()``), so a new version, an
 alias move or a deleted model is seen by every open session on its next
 statement.
+
+Before anything is deserialized, a load reads the DBA's database-level
+settings (never the session's) and refuses: a payload whose format
+``pgml_trigger.allowed_formats`` leaves out (a compiled ONNX payload scores
+instead when there is one, and then the original payload is only loaded,
+under the same check, for rows the graph cannot score); a row whose HMAC
+does not verify under ``pgml_trigger.hmac_key_file``'s key; a payload that
+does not match its sha256; a skops payload with untrusted types; and, under
+``pgml_trigger.strict_versions``, a model saved with another scikit-learn
+(otherwise that is a WARNING once per model per backend).
 """
 
 from __future__ import annotations
@@ -16,7 +26,15 @@ import functools
 from collections import OrderedDict
 
 from .. import formats
-from ..errors import AttachmentStale, ModelCorrupted, ModelLoadFailed
+from ..errors import (
+    AttachmentStale,
+    FormatNotAllowed,
+    LibraryVersionMismatch,
+    ModelCorrupted,
+    ModelLoadFailed,
+    ModelSignatureInvalid,
+    UntrustedContent,
+)
 from .catalog import Attachment, Catalog, ModelMeta
 from .counters import Counters
 from .engines import OnnxEngine, SklearnEngine
@@ -34,6 +52,7 @@ class ModelCache:
         self._loaded: OrderedDict[tuple, LoadedModel] = OrderedDict()
         self._loaded_bytes = 0
         self.counters = Counters(database_oid)
+        self._version_warned: set[tuple[str, int]] = set()
 
     def sync(self, clock) -> None:
         """Forget resolved references if the catalog changed since the last statement."""
@@ -81,31 +100,83 @@ class ModelCache:
             self._evict(keep=key)
         return model
 
-    def _load(self, meta: ModelMeta) -> LoadedModel:
+    def load_uncached(self, meta: ModelMeta) -> LoadedModel:
+        """Load a model as scoring would, without keeping it or warning about versions (for doctor())."""
+        return self._load(meta, quiet=True)
+
+    def _load(self, meta: ModelMeta, quiet: bool = False) -> LoadedModel:
+        """Deserialize a model, after the policy, HMAC and checksum checks (module docstring)."""
         label = f"{meta.name}@{meta.version}"
+        checks = self._checks(meta, label)
+        allowed = formats.parse_allowed(checks["allowed_formats"])
         missing_value_engine = None
-        if meta.compiled_format == "onnx" and _onnxruntime_available():
+        if meta.format == "onnx":
+            _allow(label, "onnx", "payload", checks)
+            payload = self._verified(label, self.catalog.payload(meta.name, meta.version), meta.sha256, "payload")
+            engine, payload_bytes = self._onnx_engine(label, payload, meta, "payload"), len(payload)
+        elif meta.compiled_format == "onnx" and "onnx" in allowed and _onnxruntime_available():
             payload = self._verified(label, self.catalog.compiled_payload(meta.name, meta.version),
                                      meta.compiled_sha256, "compiled payload")
-            try:
-                engine = OnnxEngine(payload, meta.schema, meta.classes)
-            except Exception as exc:  # a graph this onnxruntime cannot run: report it, never crash the backend
-                raise ModelLoadFailed(f"model {label}: onnxruntime cannot load its compiled payload: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+            engine = self._onnx_engine(label, payload, meta, "compiled payload")
             if meta.schema.accepts_nan and not meta.compiled_handles_nan:
-                missing_value_engine = lambda: self._sklearn_engine(meta, label)[0]  # noqa: E731
+                # Loaded the first time a row with a missing value comes, under the policy of that moment.
+                missing_value_engine = lambda: self._sklearn_engine(meta, label, None, quiet)[0]  # noqa: E731
             payload_bytes = len(payload)
         else:
-            engine, payload_bytes = self._sklearn_engine(meta, label)
+            engine, payload_bytes = self._sklearn_engine(meta, label, checks, quiet)
         self.counters.loads[meta.name, meta.version] += 1
         return LoadedModel(name=meta.name, version=meta.version, sha256=meta.sha256, task=meta.task,
                            classes=meta.classes, schema=meta.schema, engine=engine, payload_bytes=payload_bytes,
                            usage=self.counters.for_model(meta.name, meta.version),
                            missing_value_engine=missing_value_engine)
 
-    def _sklearn_engine(self, meta: ModelMeta, label: str) -> tuple[SklearnEngine, int]:
+    def _checks(self, meta: ModelMeta, label: str) -> dict:
+        """The load policy and the row's HMAC and versions; verifies the HMAC when a key is configured."""
+        checks = self.catalog.load_checks(meta.name, meta.version)
+        key = _hmac_key(label, checks["hmac_key_file"])
+        if key is not None and not formats.signature_matches(key, checks["payload_hmac"], meta.format, meta.sha256,
+                                                             meta.compiled_sha256):
+            problem = "has no HMAC" if checks["payload_hmac"] is None else "has an HMAC that does not match"
+            raise ModelSignatureInvalid(f"model {label} {problem} under this database's key "
+                                        f"(pgml_trigger.hmac_key_file); refusing to load it",
+                                        hint="upload the model again with the database's key")
+        return checks
+
+    def _onnx_engine(self, label: str, payload: bytes, meta: ModelMeta, what: str) -> OnnxEngine:
+        try:
+            return OnnxEngine(payload, meta.schema, meta.classes)
+        except ImportError as exc:
+            raise ModelLoadFailed(f"model {label} needs onnxruntime, which this server's environment lacks",
+                                  hint="pgml-trigger install puts onnxruntime into it") from exc
+        except Exception as exc:  # a graph this onnxruntime cannot run: report it, never crash the backend
+            raise ModelLoadFailed(f"model {label}: onnxruntime cannot load its {what}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+
+    def _sklearn_engine(self, meta: ModelMeta, label: str, checks: dict | None,
+                        quiet: bool = False) -> tuple[SklearnEngine, int]:
+        checks = checks if checks is not None else self._checks(meta, label)
+        _allow(label, meta.format, "payload" if meta.compiled_format is None else
+               "payload (needed where its compiled ONNX graph cannot score)", checks)
+        self._check_versions(meta, label, checks, quiet)
         payload = self._verified(label, self.catalog.payload(meta.name, meta.version), meta.sha256, "payload")
         return SklearnEngine(self._deserialize(label, payload, meta.format), meta.schema), len(payload)
+
+    def _check_versions(self, meta: ModelMeta, label: str, checks: dict, quiet: bool) -> None:
+        import sklearn
+
+        recorded = checks["sklearn_version"]
+        if recorded == sklearn.__version__:
+            return
+        message = (f"model {label} was saved with scikit-learn {recorded}; this server has "
+                   f"{sklearn.__version__}")
+        if _setting_on(checks["strict_versions"]):
+            raise LibraryVersionMismatch(message + "; refusing to load it (pgml_trigger.strict_versions is on)",
+                                         hint="upload it again from scikit-learn " + sklearn.__version__
+                                              + ", or as onnx")
+        if not quiet and (meta.name, meta.version) not in self._version_warned:
+            self._version_warned.add((meta.name, meta.version))
+            self.catalog.warn(f"pgml_trigger: {message}; its predictions may differ from the ones checked "
+                              "at upload")
 
     @staticmethod
     def _verified(label: str, payload: bytes, sha256: str, what: str) -> bytes:
@@ -118,6 +189,8 @@ class ModelCache:
     def _deserialize(label: str, payload: bytes, fmt: str):
         try:
             return formats.load(payload, fmt)
+        except UntrustedContent as exc:
+            raise UntrustedContent(f"model {label}: {exc.message}; refusing to load it", hint=exc.hint) from None
         except ImportError as exc:
             raise ModelLoadFailed(f"model {label} cannot be loaded in this server: {exc}",
                                   hint="install the missing package into the server's Python environment "
@@ -143,3 +216,33 @@ def _onnxruntime_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def _allow(label: str, fmt: str, what: str, checks: dict) -> None:
+    """Refuse to deserialize a payload whose format the database's pgml_trigger.allowed_formats leaves out."""
+    if fmt not in formats.parse_allowed(checks["allowed_formats"]):
+        raise FormatNotAllowed(
+            f"model {label} cannot be loaded: its {what} is {fmt}, which this database does not allow "
+            f"(pgml_trigger.allowed_formats = '{checks['allowed_formats']}')",
+            hint="the DBA allows formats with ALTER DATABASE ... SET pgml_trigger.allowed_formats; "
+                 "or upload the model as onnx or skops")
+
+
+def _hmac_key(label: str, path: str | None) -> bytes | None:
+    """The key in the file pgml_trigger.hmac_key_file names; None when that is not set. Fails closed."""
+    if path is None or not path.strip():
+        return None
+    try:
+        with open(path, "rb") as key_file:
+            key = key_file.read().rstrip(b"\r\n")
+    except OSError as exc:
+        raise ModelLoadFailed(f"model {label}: pgml_trigger.hmac_key_file is {path!r}, which the server cannot "
+                              f"read ({exc.strerror}); refusing to load models unchecked",
+                              hint="the key file must be readable by the database server's OS user") from None
+    if not key:
+        raise ModelLoadFailed(f"model {label}: the HMAC key file {path!r} is empty; refusing to load models unchecked")
+    return key
+
+
+def _setting_on(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ("on", "true", "yes", "1")

@@ -119,3 +119,13 @@ class Catalog:
             if not rows:
                 return
             yield rows
+
+    def load_checks(self, name: str, version: int) -> dict:
+        """The row's HMAC and library versions, and the database's load policy (server_load_checks.sql)."""
+        return dict(self._execute("server_load_checks", ["text", "int4"], [name, version])[0])
+
+    def model_versions(self) -> list[tuple[str, int]]:
+        return [(row["name"], row["version"]) for row in self._execute("server_model_versions", [], [])]
+
+    def warn(self, message: str) -> None:
+        self._plpy.warning(message)

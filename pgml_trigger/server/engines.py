@@ -26,6 +26,8 @@ TIE = 1e-6
 # What an estimator or onnxruntime raises when it refuses input (onnxruntime's errors are RuntimeErrors).
 REJECTED_INPUT = (ValueError, TypeError, KeyError, IndexError, RuntimeError)
 
+_ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+
 
 def onnx_session(payload: bytes):
     """An onnxruntime session that scores on the calling thread only (a backend must not start thread pools)."""
@@ -43,10 +45,13 @@ def most_probable(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return classes[np.argmax(proba >= top - TIE, axis=1)]
 
 
-def onnx_inputs(schema: FeatureSchema, rows) -> dict:
-    """onnxruntime feeds for a sequence of rows, as the uploader's conversion declared them (compile.py)."""
+def onnx_inputs(schema: FeatureSchema, rows, name: str = "features", dtype=np.float32) -> dict:
+    """onnxruntime feeds for a sequence of rows, as the uploader's conversion declared them (compile.py).
+
+    ``name`` and ``dtype``: of the one input of an all-numeric graph (an uploaded ONNX model names its own).
+    """
     if not schema.string_features:
-        return {"features": np.asarray(rows, dtype=np.float32).reshape(-1, len(schema.names))}
+        return {name: np.asarray(rows, dtype=dtype).reshape(-1, len(schema.names))}
     table = np.asarray(rows, dtype=object).reshape(-1, len(schema.names))
     return {name: table[:, [position]].astype(np.float32 if kind == NUMBER else object)
             for position, (name, kind) in enumerate(zip(schema.names, schema.types))}
@@ -61,22 +66,29 @@ class OnnxEngine:
 
         self.schema = schema
         self.session = onnx_session(payload)
-        outputs = [output.name for output in self.session.get_outputs()]
+        outputs = self.session.get_outputs()
         # A classifier's label is its most probable class, first on a tie like scikit-learn (the graph's
         # own label output breaks ties otherwise); compile.py checked that this is the model's predict().
         self._classes = classes
         self._class_array = np.asarray(classes, dtype=object) if classes is not None else None
-        self._output = [outputs[1] if classes is not None else outputs[0]]  # probabilities, or the values
+        scored = outputs[1] if classes is not None else outputs[0]  # probabilities, or the values
+        self._output = [scored.name]
         self._binding = None
         if not schema.string_features:
-            # One row at a time: the row goes into a float32 buffer that onnxruntime reads in place, and
-            # the scores come back in another, both allocated once (measured: about half of run()'s time).
-            self._row = np.empty((1, len(schema.names)), dtype=np.float32)
-            self._scores = np.empty((1, len(classes) if classes is not None else 1), dtype=np.float32)
+            # Compiled graphs take "features" as float32; an uploaded graph names its input and may take doubles.
+            graph_input = self.session.get_inputs()[0]
+            self._input, self._dtype = graph_input.name, _ONNX_DTYPES.get(graph_input.type, np.float32)
+            # One row at a time: the row goes into a buffer that onnxruntime reads in place, and the scores
+            # come back in another, both allocated once (measured: about half of run()'s time). A regressor's
+            # output may be [N] or [N, 1]: the buffer has the graph's rank and is read through a 2-D view.
+            self._row = np.empty((1, len(schema.names)), dtype=self._dtype)
+            width = len(classes) if classes is not None else 1
+            shape = [1] if len(scored.shape) == 1 else [1, width]
+            buffer = np.empty(shape, dtype=_ONNX_DTYPES.get(scored.type, np.float32))
+            self._scores = buffer.reshape(1, width)
             self._binding = self.session.io_binding()
-            self._binding.bind_ortvalue_input("features", onnxruntime.OrtValue.ortvalue_from_numpy(self._row))
-            self._binding.bind_output(self._output[0], "cpu", 0, np.float32, list(self._scores.shape),
-                                      self._scores.ctypes.data)
+            self._binding.bind_ortvalue_input(self._input, onnxruntime.OrtValue.ortvalue_from_numpy(self._row))
+            self._binding.bind_output(scored.name, "cpu", 0, buffer.dtype, shape, buffer.ctypes.data)
 
     def predict_row(self, values):
         scores = self._row_scores(values)
@@ -89,15 +101,20 @@ class OnnxEngine:
         return self._row_scores(values)
 
     def predict_rows(self, rows) -> np.ndarray:
-        scores = self.session.run(self._output, onnx_inputs(self.schema, rows))[0]
+        scores = self._run(rows)
         return scores.ravel() if self._classes is None else most_probable(scores, self._class_array)
 
     def predict_proba_rows(self, rows) -> np.ndarray:
-        return self.session.run(self._output, onnx_inputs(self.schema, rows))[0]
+        return self._run(rows)
+
+    def _run(self, rows) -> np.ndarray:
+        if self._binding is None:
+            return self.session.run(self._output, onnx_inputs(self.schema, rows))[0]
+        return self.session.run(self._output, onnx_inputs(self.schema, rows, self._input, self._dtype))[0]
 
     def _row_scores(self, values) -> list[float]:
         if self._binding is None:
-            return self.session.run(self._output, onnx_inputs(self.schema, [values]))[0][0].tolist()
+            return self._run([values])[0].tolist()
         self._row[0] = values
         self.session.run_with_iobinding(self._binding)
         return self._scores[0].tolist()

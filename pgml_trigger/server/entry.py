@@ -263,3 +263,10 @@ def loaded_scoring_path(model_ref, clock):
 @_sql_errors
 def drift(model_ref, source, since):
     return _drift.drift(_cache.catalog, plpy.quote_ident, plpy.quote_literal, model_ref, source, since)
+
+
+@_sql_errors
+def doctor():
+    from .doctor import doctor as diagnose
+
+    return diagnose(_cache)

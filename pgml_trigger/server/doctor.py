@@ -1,0 +1,49 @@
+"""pgml_trigger.doctor(): would each model version load in this database, and under which libraries?
+
+Each version is loaded the way scoring would load it (policy, HMAC, checksums, deserialization, the
+strict_versions setting), one at a time and outside the backend's cache, so that nothing stays in memory.
+"""
+
+from __future__ import annotations
+
+from .. import formats
+from ..errors import PgmlTriggerError
+from .cache import ModelCache
+
+
+def doctor(cache: ModelCache) -> list[tuple]:
+    import numpy
+    import sklearn
+
+    rows = []
+    for name, version in cache.catalog.model_versions():
+        meta = cache.catalog.resolve(f"{name}@{version}")
+        checks = cache.catalog.load_checks(name, version)
+        allowed_formats = formats.parse_allowed(checks["allowed_formats"])
+        onnx_scores = meta.format == "onnx" or (meta.compiled_format == "onnx" and "onnx" in allowed_formats)
+        allowed = meta.format in allowed_formats or (meta.format != "onnx" and onnx_scores)
+        try:
+            loaded = cache.load_uncached(meta)
+            loads, error, path = True, None, loaded.scoring_path
+        except PgmlTriggerError as exc:
+            loads, error, path = False, exc.message, None
+        deserialized = meta.format != "onnx" and (path == "sklearn" or loaded_with_fallback(meta, path))
+        mismatch = deserialized and checks["sklearn_version"] != sklearn.__version__
+        if not loads:
+            verdict = "will not load"
+        elif mismatch:
+            verdict = (f"loads under scikit-learn {sklearn.__version__}, saved with {checks['sklearn_version']}: "
+                       "predictions may differ")
+        elif meta.format not in allowed_formats and loaded_with_fallback(meta, path):
+            verdict = f"ok, on ONNX; rows with a missing value are refused ({meta.format} is not allowed)"
+        else:
+            verdict = "ok"
+        server_sklearn = sklearn.__version__ if meta.format != "onnx" else None
+        rows.append((name, version, meta.format, path, allowed, loads, error, checks["sklearn_version"],
+                     server_sklearn, checks["numpy_version"], numpy.__version__, verdict))
+    return rows
+
+
+def loaded_with_fallback(meta, path) -> bool:
+    """Scored by ONNX, but rows with a missing value go to the deserialized payload."""
+    return path == "onnx" and meta.format != "onnx" and meta.schema.accepts_nan and not meta.compiled_handles_nan
