@@ -1,4 +1,4 @@
-"""The ``pgml-trigger`` command: install, upload, demo."""
+"""The ``pgml-trigger`` command: install, uninstall, upload, export, import, status, demo."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--source", help="what pip installs into the environment (default: this checkout)")
     install.add_argument("--no-apt", action="store_true", help="never install OS packages, only say which are missing")
 
+    uninstall = commands.add_parser("uninstall", help="remove pgml_trigger from a database (DBA)")
+    _dsn_option(uninstall)
+    uninstall.add_argument("--detach", action="store_true", help="also remove attached scoring triggers")
+    uninstall.add_argument("--remove-environment", action="store_true",
+                           help="also delete the server's Python environment (shared by other databases?)")
+
     upload = commands.add_parser("upload", help="upload a saved model file (.joblib, .pkl)")
     upload.add_argument("file", type=Path)
     upload.add_argument("--name", required=True)
@@ -36,6 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--description")
     upload.add_argument("--feature-names", help="comma-separated, for models fitted on bare arrays")
     _dsn_option(upload)
+
+    export = commands.add_parser("export", help="write a model version and its metadata to a file")
+    export.add_argument("model", help="name, name@version or name@alias")
+    export.add_argument("file", type=Path)
+    _dsn_option(export)
+
+    import_ = commands.add_parser("import", help="add an exported model version to this database")
+    import_.add_argument("file", type=Path)
+    _dsn_option(import_)
+
+    status = commands.add_parser("status", help="models, aliases, scoring triggers and drift flags")
+    _dsn_option(status)
 
     demo = commands.add_parser("demo", help="run the whole product on a throwaway local PostgreSQL")
     demo.add_argument("--dsn", default=None, help="use this database instead of a throwaway cluster")
@@ -50,8 +68,21 @@ def main(argv: list[str] | None = None) -> int:
 
             install(args.dsn, venv=args.venv, python_path=args.python_path, source=args.source,
                     allow_apt=not args.no_apt)
+        elif args.command == "uninstall":
+            from .uninstall import uninstall
+
+            uninstall(args.dsn, detach=args.detach, remove_environment=args.remove_environment)
         elif args.command == "upload":
             return _upload(args)
+        elif args.command in ("export", "import"):
+            _transfer(args)
+        elif args.command == "status":
+            import psycopg
+
+            from .status import status
+
+            with psycopg.connect(args.dsn, autocommit=True) as conn:
+                status(conn)
         elif args.command == "demo":
             from .demo import run
 
@@ -62,6 +93,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _transfer(args) -> None:
+    import psycopg
+
+    from .transfer import export_model, import_model
+
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        if args.command == "export":
+            name, version = export_model(conn, args.model, args.file)
+            print(f"exported {name}@{version} to {args.file}")
+        else:
+            name, old, new = import_model(conn, args.file)
+            print(f"imported {name}@{old} as {name}@{new}")
 
 
 def _upload(args) -> int:

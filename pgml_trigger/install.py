@@ -4,12 +4,15 @@ Safe to run again at any time. In order, it:
 
 1. checks the server (13 or newer, plpython3u available; installs the OS
    package when run as root on the database host with apt);
-2. asks PL/Python which interpreter it embeds and builds a virtual
+2. applies the migrations in sql/ in order, in one transaction, under an
+   advisory lock, recording each in pgml_trigger.migrations. Schema first:
+   migrations only add, so backends still running the old package keep
+   working while the environment is replaced, and the new package finds
+   the schema it needs;
+3. asks PL/Python which interpreter it embeds and builds a virtual
    environment with that same interpreter, readable by the server's OS user,
    holding this package and its runtime dependencies;
-3. points the database at it (ALTER DATABASE ... SET pgml_trigger.python_path);
-4. applies the migrations in sql/ in order, in one transaction, under an
-   advisory lock, recording each in pgml_trigger.migrations;
+4. points the database at it (ALTER DATABASE ... SET pgml_trigger.python_path);
 5. checks that ``SELECT pgml_trigger.version()`` answers from inside the server.
 
 Needs only psycopg in the installing process; scikit-learn and friends go
@@ -35,8 +38,10 @@ from .sqlfiles import migrations, query
 
 MIN_SERVER_VERSION = 130000
 # Server-side copies of these are pinned to the installing process's versions
-# when it has them, so models pickled here load there unchanged.
-PINNED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "joblib", "pandas", "threadpoolctl")
+# when it has them, so models pickled here load there unchanged (and ONNX graphs
+# converted here run on the same onnxruntime that checked them at upload).
+PINNED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "joblib", "pandas", "threadpoolctl",
+                    "onnxruntime", "skl2onnx", "onnx", "protobuf")
 
 
 @dataclass
@@ -68,6 +73,9 @@ def install(dsn: str, *, venv: Path | None = None, python_path: str | None = Non
     with psycopg.connect(dsn, autocommit=True) as conn:
         server = _check_server(conn, allow_apt, log)
         conn.execute(query("install_plpython"))
+        # Schema first: migrations only add, so backends still running the old package
+        # keep working on the new schema, while the new package needs the new schema.
+        applied, skipped = migrate(conn, log)
         conn.execute(query("install_probe"))
         probe = json.loads(conn.execute(query("install_probe_call")).fetchone()[0])
         py_version = "{}.{}".format(*probe["version"][:2])
@@ -81,7 +89,6 @@ def install(dsn: str, *, venv: Path | None = None, python_path: str | None = Non
 
         conn.execute(sql.SQL(query("install_python_path")).format(
             database=sql.Identifier(server["database"]), path=sql.Literal(python_path)))
-        applied, skipped = migrate(conn, log)
     with psycopg.connect(dsn, autocommit=True) as fresh:  # a new backend reads the new setting
         smoke_version = fresh.execute(query("install_smoke")).fetchone()[0]
     expected = _installed_version(python_path)
@@ -93,14 +100,19 @@ def install(dsn: str, *, venv: Path | None = None, python_path: str | None = Non
                          applied=applied, skipped=skipped, smoke_version=smoke_version)
 
 
-def migrate(conn, log=print) -> tuple[list[str], list[str]]:
-    """Apply pending migrations in one transaction; refuse any applied one whose text changed."""
+def migrate(conn, log=print, through: str | None = None) -> tuple[list[str], list[str]]:
+    """Apply pending migrations in one transaction; refuse any applied one whose text changed.
+
+    ``through`` stops after that migration (to stand up an older release, e.g. to test upgrades).
+    """
     applied, skipped = [], []
     with conn.transaction():
         conn.execute(query("install_lock"))
         conn.execute(query("install_ledger"))
         done = dict(conn.execute(query("install_applied")).fetchall())
         for version, text in migrations():
+            if through is not None and version > through:
+                break
             checksum = hashlib.sha256(text.encode()).hexdigest()
             if version in done:
                 if done[version] != checksum:

@@ -59,7 +59,9 @@ ALTER FUNCTION pgml_trigger._bootstrap() SECURITY DEFINER SET search_path = pg_c
 CREATE VIEW pgml_trigger.model_catalog AS
 SELECT m.name, m.version, m.format, m.sha256, octet_length(m.payload)::bigint AS payload_bytes, m.task, m.classes,
        m.feature_names, m.feature_types, m.accepts_nan, m.input_kind, m.python_version, m.sklearn_version,
-       m.numpy_version, m.joblib_version, m.description, m.created_at, m.created_by
+       m.numpy_version, m.joblib_version, m.description, m.created_at, m.created_by,
+       m.scoring_path, m.compiled_format, m.compiled_sha256, octet_length(m.compiled_payload)::bigint AS compiled_bytes,
+       m.compiled_handles_nan, m.agreement
 FROM pgml_trigger.models AS m;
 COMMENT ON VIEW pgml_trigger.model_catalog IS 'pgml_trigger.models without the payload: what pgml_trigger_user may read';
 
@@ -69,10 +71,10 @@ ALTER FUNCTION pgml_trigger.resolve_model(text) SECURITY DEFINER SET search_path
 -- The only way the server reads a payload. It runs as the table owner and
 -- hands the bytes to the calling Python code in this backend
 -- (Catalog.payload); SQL gets only their length.
-CREATE FUNCTION pgml_trigger._fetch_payload(name text, version integer) RETURNS bigint
+CREATE FUNCTION pgml_trigger._fetch_payload(name text, version integer, compiled boolean) RETURNS bigint
 LANGUAGE plpython3u STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
 if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
-return GD["pgml_trigger"].fetch_payload(name, version)
+return GD["pgml_trigger"].fetch_payload(name, version, compiled)
 $$;
 
 -- Writers of models, aliases and attachments bump the generation as its owner.
@@ -285,7 +287,9 @@ BEGIN
         WHERE p.pronamespace = 'pgml_trigger'::regnamespace
           AND p.proname IN ('predict', 'predict_label', 'predict_proba', 'resolve_model', 'version', 'cache_info',
                             'attach', 'detach', '_attach', '_detach', '_predict', '_predict_label', '_predict_proba',
-                            '_score_row', '_label_row', '_bootstrap', '_fetch_payload')
+                            '_score_row', '_label_row', '_bootstrap', '_fetch_payload',
+                            'predict_batch', '_predict_batch', '_predict_label_batch', 'score',
+                            'loaded_scoring_path', '_loaded_scoring_path')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgml_trigger_user', fn);
     END LOOP;

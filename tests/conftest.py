@@ -94,17 +94,34 @@ def installed(server) -> InstallReport:
 
 
 @pytest.fixture
-def dsn(server, installed) -> str:
+def new_database(server, installed):
+    """Make more databases, each dropped after the test: a copy of the installed template, or empty."""
+    made = []
+
+    def _new_database(installed_copy: bool = True) -> str:
+        name = f"pgml_test_{os.getpid()}_{next(_counter)}"
+        with psycopg.connect(server["dsn"](server["admin_db"]), autocommit=True) as admin:
+            if installed_copy:
+                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(name), sql.Identifier(TEMPLATE)))
+                # Per-database settings are not copied from a template.
+                admin.execute(sql.SQL("ALTER DATABASE {} SET pgml_trigger.python_path = {}").format(
+                    sql.Identifier(name), sql.Literal(installed.python_path)))
+            else:
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        made.append(name)
+        return server["dsn"](name)
+
+    yield _new_database
+    with psycopg.connect(server["dsn"](server["admin_db"]), autocommit=True) as admin:
+        for name in made:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def dsn(new_database) -> str:
     """A fresh database with pgml_trigger installed, dropped after the test."""
-    name = f"pgml_test_{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(server["dsn"](server["admin_db"]), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
-        # Per-database settings are not copied from a template.
-        admin.execute(sql.SQL("ALTER DATABASE {} SET pgml_trigger.python_path = {}").format(
-            sql.Identifier(name), sql.Literal(installed.python_path)))
-    yield server["dsn"](name)
-    with psycopg.connect(server["dsn"](server["admin_db"]), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return new_database()
 
 
 @pytest.fixture

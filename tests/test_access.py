@@ -116,7 +116,7 @@ def test_user_scores_and_reads_metadata_but_never_a_payload(conn, model, role):
     assert "table models" in _denied(user, "SELECT payload FROM pgml_trigger.models")
     assert "table models" in _denied(user, "SELECT name, version FROM pgml_trigger.models")
     # The server's own way to the payload gives SQL nothing but its length.
-    assert user.execute("SELECT pgml_trigger._fetch_payload('reg', 1)").fetchone() == (payload_bytes,)
+    assert user.execute("SELECT pgml_trigger._fetch_payload('reg', 1, false)").fetchone() == (payload_bytes,)
     assert user.execute("SELECT alias FROM pgml_trigger.aliases").fetchall() == []
 
 

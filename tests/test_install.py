@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from pgml_trigger import __version__
 from pgml_trigger.errors import InstallError
@@ -57,19 +56,11 @@ def test_a_changed_migration_is_refused(conn):
         migrate(conn, log=lambda message: None)
 
 
-def test_install_into_a_fresh_database(server, installed):
-    name = "pgml_fresh_install"
-    with psycopg.connect(server["dsn"](server["admin_db"]), autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        options = dict(server["install"]) or {"python_path": installed.python_path}
-        report = install(server["dsn"](name), log=lambda message: None, **options)
-        assert report.applied == [version for version, _ in migrations()]
-        assert report.smoke_version == __version__
-    finally:
-        with psycopg.connect(server["dsn"](server["admin_db"]), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+def test_install_into_a_fresh_database(server, installed, new_database):
+    options = dict(server["install"]) or {"python_path": installed.python_path}
+    report = install(new_database(installed_copy=False), log=lambda message: None, **options)
+    assert report.applied == [version for version, _ in migrations()]
+    assert report.smoke_version == __version__
 
 
 def test_non_superuser_is_told_to_connect_as_one(conn, dsn):

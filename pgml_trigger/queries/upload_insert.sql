@@ -1,8 +1,4 @@
--- version, created_at and created_by are set by the models_before_insert trigger.
-INSERT INTO pgml_trigger.models (name, version, format, payload, sha256, task, classes, feature_names, feature_types,
-                                 accepts_nan, input_kind, python_version, sklearn_version, numpy_version,
-                                 joblib_version, description)
-VALUES (%(name)s, 0, %(format)s, %(payload)b, %(sha256)s, %(task)s, %(classes)s, %(feature_names)s,
-        %(feature_types)s, %(accepts_nan)s, %(input_kind)s, %(python_version)s, %(sklearn_version)s,
-        %(numpy_version)s, %(joblib_version)s, %(description)s)
-RETURNING version
+-- Composed in uploader.py: one identifier and one placeholder per column sent. Optional
+-- columns left unset are not named, so a newer uploader still works against an older
+-- schema. version, created_at and created_by are set by the models_before_insert trigger.
+INSERT INTO pgml_trigger.models ({columns}) VALUES ({values}) RETURNING version

@@ -12,11 +12,13 @@ statement.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, OrderedDict
 
 from .. import formats
 from ..errors import AttachmentStale, ModelCorrupted, ModelLoadFailed
 from .catalog import Attachment, Catalog, ModelMeta
+from .engines import OnnxEngine, SklearnEngine
 from .scoring import LoadedModel
 
 
@@ -79,22 +81,46 @@ class ModelCache:
 
     def _load(self, meta: ModelMeta) -> LoadedModel:
         label = f"{meta.name}@{meta.version}"
-        payload = self.catalog.payload(meta.name, meta.version)
-        if formats.sha256(payload) != meta.sha256:
-            raise ModelCorrupted(f"model {label}: the stored payload does not match its sha256 {meta.sha256}; "
+        missing_value_engine = None
+        if meta.compiled_format == "onnx" and _onnxruntime_available():
+            payload = self._verified(label, self.catalog.compiled_payload(meta.name, meta.version),
+                                     meta.compiled_sha256, "compiled payload")
+            try:
+                engine = OnnxEngine(payload, meta.schema, meta.classes)
+            except Exception as exc:  # a graph this onnxruntime cannot run: report it, never crash the backend
+                raise ModelLoadFailed(f"model {label}: onnxruntime cannot load its compiled payload: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+            if meta.schema.accepts_nan and not meta.compiled_handles_nan:
+                missing_value_engine = lambda: self._sklearn_engine(meta, label)[0]  # noqa: E731
+            payload_bytes = len(payload)
+        else:
+            engine, payload_bytes = self._sklearn_engine(meta, label)
+        self.load_counts[meta.name, meta.version] += 1
+        return LoadedModel(name=meta.name, version=meta.version, sha256=meta.sha256, task=meta.task,
+                           classes=meta.classes, schema=meta.schema, engine=engine, payload_bytes=payload_bytes,
+                           missing_value_engine=missing_value_engine)
+
+    def _sklearn_engine(self, meta: ModelMeta, label: str) -> tuple[SklearnEngine, int]:
+        payload = self._verified(label, self.catalog.payload(meta.name, meta.version), meta.sha256, "payload")
+        return SklearnEngine(self._deserialize(label, payload, meta.format), meta.schema), len(payload)
+
+    @staticmethod
+    def _verified(label: str, payload: bytes, sha256: str, what: str) -> bytes:
+        if formats.sha256(payload) != sha256:
+            raise ModelCorrupted(f"model {label}: the stored {what} does not match its sha256 {sha256}; "
                                  "refusing to load it", hint="upload the model again")
+        return payload
+
+    @staticmethod
+    def _deserialize(label: str, payload: bytes, fmt: str):
         try:
-            estimator = formats.load(payload, meta.format)
+            return formats.load(payload, fmt)
         except ImportError as exc:
             raise ModelLoadFailed(f"model {label} cannot be loaded in this server: {exc}",
                                   hint="install the missing package into the server's Python environment "
                                        "(pgml-trigger install)") from exc
         except Exception as exc:  # unpickling can fail in any way; report it, never crash the backend
             raise ModelLoadFailed(f"model {label} cannot be deserialized: {type(exc).__name__}: {exc}") from exc
-        self.load_counts[meta.name, meta.version] += 1
-        return LoadedModel(name=meta.name, version=meta.version, sha256=meta.sha256, task=meta.task,
-                           classes=meta.classes, schema=meta.schema, estimator=estimator,
-                           payload_bytes=len(payload))
 
     def _evict(self, keep: tuple) -> None:
         while self._loaded_bytes > self.max_bytes and len(self._loaded) > 1:
@@ -104,3 +130,13 @@ class ModelCache:
             del self._loaded[key]
             self._loaded_bytes -= victim.payload_bytes
             self._refs = {ref: model for ref, model in self._refs.items() if model is not victim}
+
+
+@functools.cache
+def _onnxruntime_available() -> bool:
+    """A server environment without onnxruntime still scores compiled models, on their scikit-learn payload."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -20,7 +20,10 @@ class ModelMeta:
     task: str
     classes: list | None
     schema: FeatureSchema
-    payload_bytes: int
+    payload_bytes: int  # of the payload that is loaded: the compiled one when there is one
+    compiled_format: str | None
+    compiled_sha256: str | None
+    compiled_handles_nan: bool | None
 
 
 @dataclass(frozen=True)
@@ -53,18 +56,24 @@ class Catalog:
                                accepts_nan=row["accepts_nan"], input_kind=row["input_kind"])
         return ModelMeta(name=row["name"], version=row["version"], sha256=row["sha256"], format=row["format"],
                          task=row["task"], classes=json.loads(row["classes"]) if row["classes"] else None,
-                         schema=schema, payload_bytes=row["payload_bytes"])
+                         schema=schema, payload_bytes=row["payload_bytes"],
+                         compiled_format=row["compiled_format"], compiled_sha256=row["compiled_sha256"],
+                         compiled_handles_nan=row["compiled_handles_nan"])
 
-    def payload(self, name: str, version: int) -> bytes:
-        """Through pgml_trigger._fetch_payload(), which may read the payload when the caller may not."""
+    def payload(self, name: str, version: int, compiled: bool = False) -> bytes:
+        """The (compiled) payload, through pgml_trigger._fetch_payload(), which may read it when the caller may not."""
         self._fetched = None
-        self._execute("server_payload", ["text", "int4"], [name, version])
+        self._execute("server_payload", ["text", "int4", "bool"], [name, version, compiled])
         payload, self._fetched = self._fetched, None
         return payload
 
-    def fetch_payload(self, name: str, version: int) -> int:
+    def compiled_payload(self, name: str, version: int) -> bytes:
+        return self.payload(name, version, compiled=True)
+
+    def fetch_payload(self, name: str, version: int, compiled: bool) -> int:
         """The body of pgml_trigger._fetch_payload(): keep the payload for payload(), give SQL its length."""
-        self._fetched = self._execute("server_payload_read", ["text", "int4"], [name, version])[0]["payload"]
+        self._fetched = self._execute("server_payload_read", ["text", "int4", "bool"],
+                                      [name, version, compiled])[0]["payload"]
         return len(self._fetched)
 
     def attachment(self, attachment_id: int) -> Attachment | None:
@@ -74,3 +83,19 @@ class Catalog:
         row = rows[0]
         return Attachment(id=attachment_id, target=row["target"], model_ref=row["model_ref"],
                           feature_names=tuple(row["feature_names"]), columns=tuple(row["columns"]))
+
+    def drift_model(self, model_ref: str) -> dict:
+        return dict(self._execute("server_drift_model", ["text"], [model_ref])[0])
+
+    def columns_of(self, relation: str) -> dict[str, str]:
+        """Column name -> PostgreSQL type category of a table or view."""
+        return {row["name"]: row["category"] for row in self._execute("server_drift_columns", ["text"], [relation])}
+
+    def stream(self, text: str, argtypes: list[str], args: list, chunk: int):
+        """Rows of a one-off query, ``chunk`` at a time, through a cursor."""
+        cursor = self._plpy.cursor(self._plpy.prepare(text, argtypes), args)
+        while True:
+            rows = cursor.fetch(chunk)
+            if not rows:
+                return
+            yield rows

@@ -21,9 +21,10 @@ import plpy  # noqa: E402  (PL/Python's built-in module)
 
 from .. import __version__  # noqa: E402
 from ..errors import AttachmentStale, FeatureOutOfRange, FeatureTypeMismatch, PgmlTriggerError  # noqa: E402
+from . import drift as _drift  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
-from .features import from_mapping, from_positional  # noqa: E402
+from .features import from_array_send, from_mapping, from_positional, in_row  # noqa: E402
 
 # Raised to PostgreSQL as "pgml_trigger: <message>": PL/Python prefixes an
 # error with its class's module and name, except for __main__.
@@ -102,6 +103,42 @@ def predict_proba(model_ref, features, clock):
     return model.predict_proba(_inputs(model, features))
 
 
+@_sql_errors
+def predict_batch(model_ref, features, clock):
+    """``features``: a double precision[][] as array_send() bytes, or a jsonb[] as a list of texts."""
+    _cache.sync(clock)
+    model = _cache.model(model_ref)
+    return _score_batch(model, features, model.predict_many)
+
+
+@_sql_errors
+def predict_label_batch(model_ref, features, clock):
+    _cache.sync(clock)
+    model = _cache.model(model_ref)
+    return _score_batch(model, features, model.predict_label_many)
+
+
+def _score_batch(model, features, score):
+    if isinstance(features, bytes):
+        return score(from_array_send(model.schema, features, model.label))
+    rows, present = [], []
+    for index, item in enumerate(features):
+        if item is None:  # a NULL row scores as NULL; a NULL inside a row follows the missing-value policy
+            continue
+        try:
+            rows.append(_inputs(model, item))
+        except PgmlTriggerError as exc:
+            raise in_row(exc, index) from None
+        present.append(index)
+    scored = score(rows)
+    if len(present) == len(features):
+        return scored
+    result = [None] * len(features)
+    for index, value in zip(present, scored):
+        result[index] = value
+    return result
+
+
 def _attached_model(attachment_id, clock):
     _cache.sync(clock)
     attachment = _cache.attachment(attachment_id)
@@ -127,8 +164,8 @@ def label_row(attachment_id, features, clock):
 
 
 @_sql_errors
-def fetch_payload(name, version):
-    return _cache.catalog.fetch_payload(name, version)
+def fetch_payload(name, version, compiled):
+    return _cache.catalog.fetch_payload(name, version, compiled)
 
 
 def catalog_changed() -> None:
@@ -138,3 +175,15 @@ def catalog_changed() -> None:
 def cache_info():
     return [(m.name, m.version, m.sha256, m.payload_bytes, _cache.load_counts[m.name, m.version])
             for m in _cache.entries()]
+
+
+@_sql_errors
+def loaded_scoring_path(model_ref, clock):
+    """Which engine this backend scores the model with: 'onnx', or 'sklearn' (e.g. without onnxruntime)."""
+    _cache.sync(clock)
+    return _cache.model(model_ref).scoring_path
+
+
+@_sql_errors
+def drift(model_ref, source, since):
+    return _drift.drift(_cache.catalog, plpy.quote_ident, model_ref, source, since)

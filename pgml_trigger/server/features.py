@@ -13,11 +13,20 @@ missing-value policy:
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from ..errors import FeatureCountMismatch, FeatureMissing, FeatureMissingValue, FeatureOutOfRange, FeatureTypeMismatch
+from ..errors import (
+    FeatureCountMismatch,
+    FeatureMissing,
+    FeatureMissingValue,
+    FeatureOutOfRange,
+    FeatureTypeMismatch,
+    PgmlTriggerError,
+)
 
 NUMBER = "number"
 STRING = "string"
@@ -31,13 +40,13 @@ class FeatureSchema:
     accepts_nan: bool
     input_kind: str  # "array": a float64 matrix; "frame": a DataFrame with the fitted column names
 
-    @property
+    @cached_property
     def string_features(self) -> list[str]:
         return [name for name, kind in zip(self.names, self.types) if kind == STRING]
 
 
 def from_positional(schema: FeatureSchema, values: list, model_label: str, columns=None):
-    """Model input for one row given as a list in the model's feature order (a SQL float8[])."""
+    """The feature values of one row given as a list in the model's feature order (a SQL float8[])."""
     expected = len(schema.names)
     if not values:
         raise FeatureCountMismatch(f"features array is empty; model {model_label} expects {expected} features",
@@ -51,14 +60,18 @@ def from_positional(schema: FeatureSchema, values: list, model_label: str, colum
         raise FeatureTypeMismatch(
             f"model {model_label} has text features ({', '.join(schema.string_features)}) that a "
             "double precision[] cannot carry", hint="pass the features as jsonb by name, e.g. to_jsonb(row)")
-    row = np.array(values, dtype=np.float64)
-    if not np.isfinite(row).all():
-        _check_non_finite(schema, row, values, model_label, columns)
-    return _model_input(schema, list(row))
+    try:
+        if math.isfinite(sum(values)):  # the common case, checked in one pass
+            return values
+    except TypeError:  # a NULL element (None)
+        pass
+    row = [math.nan if value is None else value for value in values]
+    _check_non_finite(schema, row, values, model_label, columns)
+    return row
 
 
 def from_mapping(schema: FeatureSchema, mapping, model_label: str, columns=None):
-    """Model input for one row given by feature name (a SQL jsonb object); extra keys are ignored."""
+    """The feature values of one row given by feature name (a SQL jsonb object); extra keys are ignored."""
     if not isinstance(mapping, dict):
         raise FeatureTypeMismatch(f"features for model {model_label} must be a JSON object keyed by feature name, "
                                   f"got a JSON {_json_type(mapping)}")
@@ -70,11 +83,77 @@ def from_mapping(schema: FeatureSchema, mapping, model_label: str, columns=None)
             raise FeatureMissing(f"{_label(schema, position, columns)} is missing from the input of model "
                                  f"{model_label}", detail=_feature_list(schema)) from None
         row.append(_coerce(schema, position, kind, value, model_label, columns))
-    if schema.input_kind == "array":
-        array = np.array(row, dtype=np.float64)
-        if not np.isfinite(array).all():
-            _check_non_finite(schema, array, row, model_label, columns)
-    return _model_input(schema, row)
+    return row
+
+
+def from_array_send(schema: FeatureSchema, data: bytes, model_label: str) -> np.ndarray:
+    """The rows of a SQL double precision[][] in its binary form (array_send), as a float64 matrix.
+
+    Parsed with numpy rather than letting PL/Python build a list per row and
+    a float per element. A NULL element follows the missing-value policy like
+    a NULL in a one-row float8[].
+    """
+    if schema.string_features:
+        raise FeatureTypeMismatch(
+            f"model {model_label} has text features ({', '.join(schema.string_features)}) that a "
+            "double precision[][] cannot carry", hint="pass the rows as jsonb[], e.g. array_agg(to_jsonb(t))")
+    ndim, has_nulls, element_type = struct.unpack_from(">iiI", data)
+    if ndim == 0:
+        return np.empty((0, len(schema.names)))
+    if element_type != _FLOAT8_OID:
+        raise FeatureTypeMismatch(f"features for model {model_label} must be double precision values")
+    if ndim != 2:
+        raise FeatureCountMismatch(f"features for model {model_label} must be a two-dimensional array, "
+                                   f"one row of features per element; got {ndim} dimension(s)")
+    n_rows, _, n_features, _ = struct.unpack_from(">iiii", data, 12)
+    if n_features != len(schema.names):
+        raise FeatureCountMismatch(f"model {model_label} expects {len(schema.names)} features, "
+                                   f"got rows of {n_features}", detail=_feature_list(schema))
+    if has_nulls:
+        matrix, nulls = _parse_with_nulls(data, 28, n_rows * n_features)
+    else:
+        # Each element is its length (always 8) and a big-endian float8.
+        cells = np.frombuffer(data, dtype=_CELL, count=n_rows * n_features, offset=28)
+        matrix, nulls = cells["value"].astype(np.float64), None
+    matrix = matrix.reshape(n_rows, n_features)
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        bad = ~finite if not schema.accepts_nan else np.isinf(matrix)
+        if bad.any():
+            row_index = int(np.argwhere(bad)[0][0])
+            row = matrix[row_index]
+            values = [None if nulls is not None and nulls[row_index * n_features + i] else value
+                      for i, value in enumerate(row.tolist())]
+            try:
+                _check_non_finite(schema, row, values, model_label, None)
+            except PgmlTriggerError as exc:
+                raise in_row(exc, row_index) from None
+    return matrix
+
+
+def in_row(error: PgmlTriggerError, row_index: int) -> PgmlTriggerError:
+    """The same error, saying which row of a batch (counted from 1, like SQL arrays) it is about."""
+    return type(error)(f"row {row_index + 1}: {error.message}", detail=error.detail, hint=error.hint)
+
+
+_FLOAT8_OID = 701
+_CELL = np.dtype([("length", ">i4"), ("value", ">f8")])
+
+
+def _parse_with_nulls(data: bytes, offset: int, count: int):
+    """The slow path: a NULL element is only a length of -1, so elements cannot be located without walking."""
+    values = np.empty(count, dtype=np.float64)
+    nulls = np.zeros(count, dtype=bool)
+    read_length, read_value = struct.Struct(">i").unpack_from, struct.Struct(">d").unpack_from
+    for i in range(count):
+        (length,) = read_length(data, offset)
+        offset += 4
+        if length < 0:
+            values[i], nulls[i] = math.nan, True
+        else:
+            (values[i],) = read_value(data, offset)
+            offset += length
+    return values, nulls
 
 
 def _coerce(schema, position, kind, value, model_label, columns):
@@ -107,16 +186,6 @@ def _check_non_finite(schema, row, values, model_label, columns):
             raise _missing_value(schema, position, model_label, columns, "NULL" if values[position] is None else "NaN")
         if math.isinf(number):
             raise _infinite(schema, position, model_label, columns)
-
-
-def _model_input(schema: FeatureSchema, row: list):
-    if schema.input_kind == "array":
-        return np.array([row], dtype=np.float64)
-    import pandas as pd
-
-    # Numbers arrive as Python floats and text as str, so pandas infers the
-    # dtypes the model was fitted with: float64 and a string/object column.
-    return pd.DataFrame([row], columns=list(schema.names))
 
 
 def _missing_value(schema, position, model_label, columns, what):

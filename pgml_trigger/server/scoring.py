@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..errors import ModelRejectedInput, WrongModelKind
+from .engines import REJECTED_INPUT, OnnxEngine, SklearnEngine
 from .features import FeatureSchema
 
 
@@ -17,10 +21,14 @@ class LoadedModel:
     task: str  # "classification" | "regression"
     classes: list | None
     schema: FeatureSchema
-    estimator: object
+    engine: OnnxEngine | SklearnEngine
     payload_bytes: int
+    # Where rows with a missing value go when the compiled graph would score them unlike scikit-learn:
+    # loads the joblib payload the first time such a row comes (not counted in payload_bytes).
+    missing_value_engine: Callable[[], SklearnEngine] | None = None
     label: str = field(init=False)
     numeric_output: bool = field(init=False)
+    _fallback: SklearnEngine | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.label = f"{self.name}@{self.version}"
@@ -30,32 +38,79 @@ class LoadedModel:
     def key(self) -> tuple[str, int, str]:
         return (self.name, self.version, self.sha256)
 
-    def predict(self, X) -> float:
+    @property
+    def scoring_path(self) -> str:
+        return self.engine.scoring_path
+
+    def predict(self, row) -> float:
+        self._check_numeric_output()
+        return float(self._call_row("predict_row", row))
+
+    def predict_label(self, row) -> str:
+        self._check_classifier()
+        label = self._call_row("predict_row", row)
+        return str(label.item() if hasattr(label, "item") else label)
+
+    def predict_proba(self, row) -> list[float]:
+        self._check_classifier()
+        if not self.engine.has_proba:
+            raise WrongModelKind(f"model {self.label} ({type(self.engine.estimator).__name__}) does not estimate "
+                                 "probabilities",
+                                 hint="refit it with probabilities enabled, e.g. SVC(probability=True)")
+        return self._call_row("predict_proba_row", row)
+
+    def predict_many(self, rows) -> list[float]:
+        """Predictions for many rows (a float64 matrix or a list of rows) at once, in order."""
+        self._check_numeric_output()
+        if len(rows) == 0:
+            return []
+        return self._call_rows("predict_rows", rows).astype(np.float64).tolist()
+
+    def predict_label_many(self, rows) -> list[str]:
+        self._check_classifier()
+        if len(rows) == 0:
+            return []
+        return [str(label) for label in self._call_rows("predict_rows", rows).tolist()]
+
+    def _check_classifier(self) -> None:
+        if self.task != "classification":
+            raise WrongModelKind(f"model {self.label} is a regressor; it has no class labels or probabilities",
+                                 hint="use pgml_trigger.predict() or a numeric output column")
+
+    def _check_numeric_output(self) -> None:
         if not self.numeric_output:
             raise WrongModelKind(f"model {self.label} predicts text labels ({_preview_classes(self.classes)}), "
                                  "not numbers", hint="use pgml_trigger.predict_label() or a text output column")
-        return float(self._call("predict", X)[0])
 
-    def predict_label(self, X) -> str:
-        if self.task != "classification":
-            raise WrongModelKind(f"model {self.label} is a regressor; it has no class labels",
-                                 hint="use pgml_trigger.predict() or a numeric output column")
-        label = self._call("predict", X)[0]
-        return str(label.item() if hasattr(label, "item") else label)
+    def _call_row(self, method: str, row):
+        engine = self.engine
+        # A sum is NaN exactly when a value is: features.py let no infinity through.
+        if self.missing_value_engine is not None and math.isnan(sum(row)):
+            engine = self._missing_value_engine()
+        return self._call(engine, method, row)
 
-    def predict_proba(self, X) -> list[float]:
-        if self.task != "classification":
-            raise WrongModelKind(f"model {self.label} is a regressor; it has no class probabilities")
-        if not hasattr(self.estimator, "predict_proba"):
-            raise WrongModelKind(f"model {self.label} ({type(self.estimator).__name__}) does not estimate "
-                                 "probabilities",
-                                 hint="refit it with probabilities enabled, e.g. SVC(probability=True)")
-        return [float(p) for p in self._call("predict_proba", X)[0]]
+    def _call_rows(self, method: str, rows) -> np.ndarray:
+        if self.missing_value_engine is None:
+            return self._call(self.engine, method, rows)
+        matrix = np.asarray(rows, dtype=np.float64)
+        gaps = np.isnan(matrix).any(axis=1)
+        if not gaps.any():
+            return self._call(self.engine, method, matrix)
+        result = np.empty(len(matrix), dtype=object)
+        result[gaps] = list(self._call(self._missing_value_engine(), method, matrix[gaps]))
+        if not gaps.all():
+            result[~gaps] = list(self._call(self.engine, method, matrix[~gaps]))
+        return result
 
-    def _call(self, method: str, X):
+    def _missing_value_engine(self) -> SklearnEngine:
+        if self._fallback is None:
+            self._fallback = self.missing_value_engine()
+        return self._fallback
+
+    def _call(self, engine, method: str, rows):
         try:
-            return getattr(self.estimator, method)(X)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            return getattr(engine, method)(rows)
+        except REJECTED_INPUT as exc:
             raise ModelRejectedInput(f"model {self.label} rejected the input: {exc}") from exc
 
 

@@ -1,0 +1,36 @@
+-- Bench-only functions (schema bench), created by bench/run.py in its throwaway cluster.
+
+CREATE SCHEMA bench;
+
+-- The plain way to score inside PostgreSQL, without pgml_trigger's compiled path: unpickle the same
+-- joblib payload once per session into GD and call model.predict on one row.
+CREATE FUNCTION bench.sklearn_predict(model text, features double precision[]) RETURNS double precision
+LANGUAGE plpython3u STABLE STRICT AS $$
+estimator = GD.get(("bench.sklearn_predict", model))
+if estimator is None:
+    import io
+    if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")  # puts joblib on sys.path
+    import joblib
+    payload = plpy.execute(plpy.prepare("SELECT payload FROM pgml_trigger.models WHERE name = $1 "
+                                        "ORDER BY version DESC LIMIT 1", ["text"]), [model])[0]["payload"]
+    estimator = GD[("bench.sklearn_predict", model)] = joblib.load(io.BytesIO(payload))
+return float(estimator.predict([features])[0])
+$$;
+
+-- How a float8[][] reaches Python: PL/Python's list of lists, element by element ...
+CREATE FUNCTION bench.rows_via_list(features double precision[]) RETURNS integer
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")  # puts numpy on sys.path
+import numpy
+return numpy.asarray(features, dtype=numpy.float64).shape[0]
+$$;
+
+-- ... or array_send() bytes parsed by pgml_trigger (what predict_batch does).
+CREATE FUNCTION bench.rows_via_send(features bytea) RETURNS integer
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+from pgml_trigger.server.features import FeatureSchema, from_array_send
+schema = FeatureSchema(names=tuple(f"x{i}" for i in range(30)), types=("number",) * 30, accepts_nan=False,
+                       input_kind="array")
+return from_array_send(schema, features, "bench").shape[0]
+$$;

@@ -1,0 +1,375 @@
+"""Benchmark: compiled per-row scoring, batch scoring and scoring triggers against the plain alternatives.
+
+    python -m bench [--venv DIR] [--rows-per-row 20000] [--rows-batch 1000000] [--rows-trigger 100000]
+
+Starts a throwaway PostgreSQL (LocalCluster), installs pgml_trigger into it,
+uploads three breast-cancer classifiers (StandardScaler+LogisticRegression,
+a 100-tree RandomForest, a HistGradientBoosting) fitted on numpy arrays, and
+measures, one model at a time:
+
+* per row: ``SELECT predict(...)`` over a table against a plain PL/Python
+  function that unpickles the same joblib payload into GD and calls
+  ``model.predict`` on one row (bench/baseline.sql);
+* batch: ``score()`` over a table against a client that fetches the rows with
+  psycopg, calls ``model.predict``, COPYs the results into a temp table and
+  runs UPDATE ... FROM; and against ``model.predict`` on the whole numpy array
+  in this process (the floor). Client and floor are limited to one thread, as
+  a backend is;
+* triggers: INSERT ... SELECT into a table with the scoring trigger against
+  the same insert into a table without it;
+* service: SQL predict under pgbench against the same model behind a Flask
+  service under gunicorn, driven by wrk, at 1/4/16 clients (bench/service.py);
+* memory: one backend's RSS with one and with ten models cached.
+
+Prints a table of figures and ratios against the targets of issue 3, and
+writes bench/results/bench.png and bench/results/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+MODELS = ("linear", "forest", "hgb")
+# Targets from issue 3: (what, model or None for every model, how many times better at least)
+PER_ROW_TARGETS = {"linear": 20.0, "forest": 100.0, "hgb": 5.0}
+BATCH_VS_CLIENT_TARGET = 3.0
+BATCH_VS_FLOOR_TARGET = 2.5  # at most this many times slower than the numpy floor
+TRIGGER_TARGETS = {"linear": 0.20, "forest": 0.10}  # share of the no-trigger insert throughput
+SERVICE_THROUGHPUT_TARGET = 10.0  # SQL predict vs the HTTP service at 4 clients; and lower p99 at every count
+MEMORY_MODELS = 10
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--venv", type=Path, default=Path("/var/tmp/pgml_trigger-bench/server-venv"),
+                        help="where the installer builds the server's Python environment (reused across runs)")
+    parser.add_argument("--rows-per-row", type=int, default=20_000)
+    parser.add_argument("--baseline-rows", type=int, default=2_000,
+                        help="rows for the scikit-learn-per-row baseline (it is slow; compared per row)")
+    parser.add_argument("--rows-batch", type=int, default=1_000_000)
+    parser.add_argument("--rows-trigger", type=int, default=100_000)
+    parser.add_argument("--service-seconds", type=int, default=10,
+                        help="measured seconds per client count in the SQL vs HTTP service comparison")
+    args = parser.parse_args(argv)
+
+    import psycopg
+
+    from pgml_trigger.install import install
+    from pgml_trigger.localcluster import LocalCluster
+
+    models, X = _train()
+    with LocalCluster() as cluster:
+        dsn = cluster.dsn("postgres")
+        print(f"installing into a throwaway cluster on port {cluster.port} ...", flush=True)
+        install(dsn, venv=args.venv, log=lambda message: None)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            _prepare(conn, models, X, args)
+            results = {"rows": vars(args) | {"venv": str(args.venv)}, "per_row": {}, "batch": {}, "trigger": {},
+                       "agreement": {}}
+            for name in MODELS:
+                results["agreement"][name] = conn.execute(
+                    "SELECT scoring_path, agreement FROM pgml_trigger.models WHERE name = %s", [name]).fetchone()
+            for name in MODELS:
+                print(f"[{name}] per row ...", flush=True)
+                results["per_row"][name] = _per_row(dsn, name, args)
+            results["array_transfer"] = _array_transfer(dsn)
+            for name in MODELS:
+                print(f"[{name}] batch ...", flush=True)
+                results["batch"][name] = _batch(conn, dsn, name, models[name])
+            for name in MODELS:
+                print(f"[{name}] trigger ...", flush=True)
+                results["trigger"][name] = _trigger(conn, name)
+            print("[linear] SQL predict under pgbench vs an HTTP service under wrk ...", flush=True)
+            results["service"] = _service(dsn, cluster.bindir, models["linear"], args)
+            print(f"[forest] backend memory with 1 and {MEMORY_MODELS} models cached ...", flush=True)
+            results["memory"] = _memory(conn, dsn, models["forest"], X)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(_report(results))
+    _plot(results, RESULTS / "bench.png")
+    print(f"wrote {RESULTS / 'results.json'} and {RESULTS / 'bench.png'}")
+    return 0
+
+
+def _train():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_breast_cancer(return_X_y=True)
+    models = {
+        "linear": make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(X, y),
+        "forest": RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y),
+        "hgb": HistGradientBoostingClassifier(random_state=0).fit(X, y),
+    }
+    return models, X
+
+
+FEATURES = [f"x{i}" for i in range(30)]
+ARRAY = "ARRAY[" + ", ".join(FEATURES) + "]"
+
+
+def _prepare(conn, models, X, args) -> None:
+    from pgml_trigger import upload
+
+    conn.execute((HERE / "baseline.sql").read_text())
+    for name, model in models.items():
+        upload(conn, name, model, feature_names=FEATURES, sample=X)
+    columns = ", ".join(f"{name} double precision" for name in FEATURES)
+    conn.execute(f"CREATE TABLE bench.source (id integer, {columns})")
+    with conn.cursor().copy(f"COPY bench.source (id, {', '.join(FEATURES)}) FROM STDIN") as copy:
+        for i, row in enumerate(X):
+            copy.write_row([i, *row.tolist()])
+    largest = max(args.rows_per_row, args.rows_batch, args.rows_trigger)
+    # bench.rows: the 569 rows repeated, numbered 1.. in order
+    conn.execute(f"CREATE TABLE bench.rows AS SELECT (r.n - 1) * 569 + s.id + 1 AS id, {', '.join(FEATURES)} "
+                 f"FROM generate_series(1, {largest // 569 + 1}) AS r(n), bench.source AS s "
+                 f"WHERE (r.n - 1) * 569 + s.id < {largest}")
+    for table, rows in (("per_row", args.rows_per_row), ("baseline", args.baseline_rows),
+                        ("big", args.rows_batch), ("insert_source", args.rows_trigger)):
+        conn.execute(f"CREATE TABLE bench.{table} AS SELECT * FROM bench.rows WHERE id <= {rows} ORDER BY id")
+    conn.execute("ALTER TABLE bench.big ADD PRIMARY KEY (id), ADD COLUMN prediction double precision")
+    conn.execute("ALTER TABLE bench.rows ADD PRIMARY KEY (id)")  # the services look rows up by id
+    conn.execute("VACUUM ANALYZE")
+
+
+def _timed(conn, query: str, params=None) -> float:
+    start = time.perf_counter()
+    conn.execute(query, params).fetchall()
+    return time.perf_counter() - start
+
+
+def _per_row(dsn, name: str, args) -> dict:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:  # a fresh session: both paths load once, then time
+        conn.execute(f"SELECT pgml_trigger.predict(%s, {ARRAY}), bench.sklearn_predict(%s, {ARRAY}) "
+                     "FROM bench.per_row LIMIT 1", [name, name])
+        compiled = min(_timed(conn, f"SELECT sum(pgml_trigger.predict(%s, {ARRAY})) FROM bench.per_row", [name])
+                       for _ in range(3))  # best of three: the machine may be shared
+        baseline = _timed(conn, f"SELECT sum(bench.sklearn_predict(%s, {ARRAY})) FROM bench.baseline", [name])
+        path = conn.execute("SELECT pgml_trigger.loaded_scoring_path(%s)", [name]).fetchone()[0]
+    compiled_us = compiled / args.rows_per_row * 1e6
+    baseline_us = baseline / args.baseline_rows * 1e6
+    return {"path": path, "compiled_us_per_row": compiled_us, "sklearn_us_per_row": baseline_us,
+            "speedup": baseline_us / compiled_us, "target": PER_ROW_TARGETS[name],
+            "rows": args.rows_per_row, "baseline_rows": args.baseline_rows}
+
+
+def _array_transfer(dsn) -> dict:
+    """How long it takes to get a 10,000 x 30 float8[][] into numpy: PL/Python lists vs array_send()."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TEMP TABLE chunks AS SELECT array_agg({ARRAY} ORDER BY id) AS f "
+                     "FROM bench.rows WHERE id <= 200000 GROUP BY (id - 1) / 10000")
+        conn.execute("SELECT bench.rows_via_list(f), bench.rows_via_send(array_send(f)) FROM chunks LIMIT 1")
+        n = conn.execute("SELECT sum(cardinality(f) / 30) FROM chunks").fetchone()[0]
+        via_list = _timed(conn, "SELECT sum(bench.rows_via_list(f)) FROM chunks")
+        via_send = _timed(conn, "SELECT sum(bench.rows_via_send(array_send(f))) FROM chunks")
+        batch = {}
+        for name in MODELS:
+            conn.execute("SELECT pgml_trigger.predict_batch(%s, f) FROM chunks LIMIT 1", [name])
+            batch[name] = min(_timed(conn, "SELECT sum(cardinality(pgml_trigger.predict_batch(%s, f))) FROM chunks",
+                                     [name]) for _ in range(3)) / int(n) * 1e6
+    return {"rows": int(n), "list_us_per_row": via_list / int(n) * 1e6, "send_us_per_row": via_send / int(n) * 1e6,
+            "predict_batch_us_per_row": batch}
+
+
+def _batch(conn, dsn, name: str, model) -> dict:
+    import psycopg
+    from threadpoolctl import threadpool_limits
+
+    n = conn.execute("SELECT count(*) FROM bench.big").fetchone()[0]
+    conn.execute("VACUUM bench.big")
+    conn.execute("SELECT pgml_trigger.predict(%s, ARRAY_FILL(1.0::float8, ARRAY[30]))", [name])
+    start = time.perf_counter()
+    scored = conn.execute("SELECT pgml_trigger.score(%s, 'bench.big', 'prediction')", [name]).fetchone()[0]
+    server = time.perf_counter() - start
+    assert scored == n, (scored, n)
+    expected = conn.execute("SELECT prediction FROM bench.big ORDER BY id LIMIT 1000").fetchall()
+
+    conn.execute("VACUUM bench.big")
+    with threadpool_limits(1), psycopg.connect(dsn) as client:
+        client_start = start = time.perf_counter()
+        rows = client.cursor(binary=True).execute(f"SELECT id, {', '.join(FEATURES)} FROM bench.big").fetchall()
+        table = np.asarray(rows, dtype=np.float64)
+        fetched = time.perf_counter()
+        predictions = model.predict(table[:, 1:])
+        predicted = time.perf_counter()
+        client.execute("CREATE TEMP TABLE predictions (id integer, prediction double precision) ON COMMIT DROP")
+        with client.cursor().copy("COPY predictions (id, prediction) FROM STDIN") as copy:
+            for key, value in zip(table[:, 0].astype(int).tolist(), predictions.astype(float).tolist()):
+                copy.write_row((key, value))
+        client.execute("UPDATE bench.big AS b SET prediction = p.prediction FROM predictions AS p WHERE b.id = p.id")
+        client.commit()
+        client_total = time.perf_counter() - start
+    assert conn.execute("SELECT prediction FROM bench.big ORDER BY id LIMIT 1000").fetchall() == expected
+
+    with threadpool_limits(1):
+        start = time.perf_counter()
+        model.predict(table[:, 1:])
+        floor = time.perf_counter() - start
+    return {"rows": n, "score_s": server, "client_s": client_total, "client_fetch_s": fetched - client_start,
+            "client_predict_s": predicted - fetched, "client_write_s": client_start + client_total - predicted,
+            "floor_s": floor, "floor_us_per_row": floor / n * 1e6, "vs_client": client_total / server,
+            "vs_floor": server / floor,
+            "target_vs_client": BATCH_VS_CLIENT_TARGET, "target_vs_floor": BATCH_VS_FLOOR_TARGET}
+
+
+def _trigger(conn, name: str) -> dict:
+    columns = ", ".join(f"{column} double precision" for column in FEATURES)
+    conn.execute("DROP TABLE IF EXISTS bench.plain, bench.scored")
+    conn.execute(f"CREATE TABLE bench.plain (id integer, {columns}, prediction double precision)")
+    conn.execute(f"CREATE TABLE bench.scored (id integer, {columns}, prediction double precision)")
+    conn.execute("SELECT pgml_trigger.attach('bench.scored', %s, 'prediction')", [name])
+    insert = "INSERT INTO bench.{} (id, {cols}) SELECT id, {cols} FROM bench.insert_source"
+    cols = ", ".join(FEATURES)
+    conn.execute(insert.format("scored", cols=cols) + " LIMIT 10")  # load the model in this session first
+    conn.execute("TRUNCATE bench.scored")
+    n = conn.execute("SELECT count(*) FROM bench.insert_source").fetchone()[0]
+    plain = _timed_statement(conn, insert.format("plain", cols=cols))
+    scored = _timed_statement(conn, insert.format("scored", cols=cols))
+    missing = conn.execute("SELECT count(*) FROM bench.scored WHERE prediction IS NULL").fetchone()[0]
+    assert missing == 0
+    return {"rows": n, "plain_rows_per_s": n / plain, "trigger_rows_per_s": n / scored,
+            "share": plain / scored, "target": TRIGGER_TARGETS.get(name)}
+
+
+def _service(dsn, bindir, model, args) -> list[dict]:
+    import tempfile
+
+    import joblib
+
+    from . import service
+
+    with tempfile.TemporaryDirectory(prefix="pgml_bench_") as work:
+        model_file = Path(work) / "linear.joblib"
+        joblib.dump(model, model_file)
+        rows = max(args.rows_per_row, args.rows_batch, args.rows_trigger)
+        return service.compare(dsn, bindir, "linear", model_file, "bench.rows", FEATURES, rows,
+                               seconds=args.service_seconds)
+
+
+def _memory(conn, dsn, model, X) -> dict:
+    from pgml_trigger import upload
+
+    from . import service
+
+    for _ in range(MEMORY_MODELS - 1):
+        upload(conn, "forest", model, feature_names=FEATURES, sample=X)
+    refs = [f"forest@{version}" for version in range(1, MEMORY_MODELS + 1)]
+    return service.backend_rss(dsn, refs, X[0].tolist())
+
+
+def _timed_statement(conn, query: str) -> float:
+    start = time.perf_counter()
+    conn.execute(query)
+    return time.perf_counter() - start
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("MET" if ok else "MISSED")
+
+
+def _report(results: dict) -> str:
+    lines = ["", "per row: SELECT predict(...) per row, compiled path vs scikit-learn per row in PL/Python"]
+    lines.append(f"  {'model':8} {'path':8} {'compiled us/row':>16} {'sklearn us/row':>15} {'speedup':>8} "
+                 f"{'target':>7}")
+    for name, r in results["per_row"].items():
+        lines.append(f"  {name:8} {r['path']:8} {r['compiled_us_per_row']:16.1f} {r['sklearn_us_per_row']:15.1f} "
+                     f"{r['speedup']:7.1f}x {r['target']:6.0f}x  {_verdict(r['speedup'] >= r['target'])}")
+    transfer = results["array_transfer"]
+    transfer_lines = [
+        "", f"float8[][] into numpy ({transfer['rows']} rows in 10,000-row arrays): PL/Python lists "
+            f"{transfer['list_us_per_row']:.2f} us/row, array_send + numpy {transfer['send_us_per_row']:.2f} us/row",
+        "  predict_batch over those arrays, no table scan or write (us/row, and x the numpy floor): " + ", ".join(
+            f"{name} {value:.2f} ({value / results['batch'][name]['floor_us_per_row']:.1f}x)"
+            for name, value in transfer["predict_batch_us_per_row"].items())]
+    lines += ["", "batch: score() over the table vs client-side batch vs model.predict on a numpy array (1 thread)"]
+    lines.append(f"  {'model':8} {'rows':>8} {'score() s':>10} {'client s':>9} {'floor s':>8} {'vs client':>10} "
+                 f"{'vs floor':>9}")
+    for name, r in results["batch"].items():
+        lines.append(f"  {name:8} {r['rows']:8d} {r['score_s']:10.2f} {r['client_s']:9.2f} {r['floor_s']:8.2f} "
+                     f"{r['vs_client']:9.2f}x {r['vs_floor']:8.1f}x  client>={r['target_vs_client']:.0f}x: "
+                     f"{_verdict(r['vs_client'] >= r['target_vs_client'])}, floor<={r['target_vs_floor']}x: "
+                     f"{_verdict(r['vs_floor'] <= r['target_vs_floor'])}")
+    lines += transfer_lines
+    lines += ["", "trigger: INSERT ... SELECT with the scoring trigger vs without"]
+    lines.append(f"  {'model':8} {'rows':>8} {'plain rows/s':>13} {'trigger rows/s':>15} {'share':>6} {'target':>7}")
+    for name, r in results["trigger"].items():
+        target = r["target"]
+        lines.append(f"  {name:8} {r['rows']:8d} {r['plain_rows_per_s']:13.0f} {r['trigger_rows_per_s']:15.0f} "
+                     f"{r['share']:6.1%} {'' if target is None else f'{target:.0%}':>7}  "
+                     f"{_verdict(None if target is None else r['share'] >= target)}")
+    lines += ["", "service: SQL predict (pgbench, prepared) vs Flask+gunicorn fetching the row and calling "
+                  "model.predict (wrk); random ids", f"  {'clients':>7} {'SQL/s':>8} {'HTTP/s':>8} {'ratio':>6} "
+                  f"{'SQL p50':>8} {'HTTP p50':>9} {'SQL p99':>8} {'HTTP p99':>9}  (ms)"]
+    for r in results["service"]:
+        ratio = r["sql_per_s"] / r["http_per_s"]
+        verdicts = f"p99 lower: {_verdict(r['sql_p99_ms'] < r['http_p99_ms'])}"
+        if r["clients"] == 4:
+            verdicts = f"{SERVICE_THROUGHPUT_TARGET:.0f}x: {_verdict(ratio >= SERVICE_THROUGHPUT_TARGET)}, " + verdicts
+        lines.append(f"  {r['clients']:7d} {r['sql_per_s']:8.0f} {r['http_per_s']:8.0f} {ratio:5.1f}x "
+                     f"{r['sql_p50_ms']:8.2f} {r['http_p50_ms']:9.2f} {r['sql_p99_ms']:8.2f} {r['http_p99_ms']:9.2f}  "
+                     f"{verdicts}")
+    memory = results["memory"]
+    lines += ["", f"memory: one backend's RSS {memory['bootstrapped_mib']:.0f} MiB bootstrapped, "
+                  f"{memory['one_model_mib']:.0f} MiB with one model, {memory['all_models_mib']:.0f} MiB with "
+                  f"{memory['models_cached']} cached ({memory['payload_mib']:.1f} MiB of payload)"]
+    return "\n".join(lines)
+
+
+def _plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["per_row"])
+    x = np.arange(len(names))
+    figure, (per_row, batch, trigger, service) = plt.subplots(1, 4, figsize=(21, 5))
+    per_row.bar(x - 0.2, [results["per_row"][n]["sklearn_us_per_row"] for n in names], 0.4, label="sklearn per row")
+    per_row.bar(x + 0.2, [results["per_row"][n]["compiled_us_per_row"] for n in names], 0.4, label="pgml_trigger")
+    per_row.set_yscale("log")
+    per_row.set_title("SELECT predict() per row (us/row, log)")
+    for i, n in enumerate(names):
+        per_row.annotate(f"{results['per_row'][n]['speedup']:.0f}x (target {PER_ROW_TARGETS[n]:.0f}x)",
+                         (i, results["per_row"][n]["compiled_us_per_row"]), ha="center", va="bottom", fontsize=8)
+    width = 0.27
+    for offset, (key, label) in zip((-width, 0, width), (("client_s", "client batch"), ("score_s", "score()"),
+                                                         ("floor_s", "numpy floor"))):
+        batch.bar(x + offset, [results["batch"][n][key] for n in names], width, label=label)
+    batch.set_title(f"scoring {results['batch'][names[0]]['rows']:,} rows (s)")
+    trigger.bar(x - 0.2, [results["trigger"][n]["plain_rows_per_s"] for n in names], 0.4, label="no trigger")
+    trigger.bar(x + 0.2, [results["trigger"][n]["trigger_rows_per_s"] for n in names], 0.4, label="scoring trigger")
+    trigger.set_yscale("log")
+    trigger.set_title("INSERT ... SELECT (rows/s, log)")
+    for axis in (per_row, batch, trigger):
+        axis.set_xticks(x, names)
+        axis.legend(fontsize=8)
+    clients = [r["clients"] for r in results["service"]]
+    at = np.arange(len(clients))
+    service.bar(at - 0.2, [r["http_per_s"] for r in results["service"]], 0.4, label="HTTP service (Flask, gunicorn)")
+    service.bar(at + 0.2, [r["sql_per_s"] for r in results["service"]], 0.4, label="SQL predict (pgbench)")
+    for i, r in enumerate(results["service"]):
+        service.annotate(f"p99 {r['sql_p99_ms']:.1f} vs {r['http_p99_ms']:.1f} ms", (i, r["sql_per_s"]),
+                         ha="center", va="bottom", fontsize=7)
+    service.set_xticks(at, [f"{c} clients" for c in clients])
+    service.set_title("linear model by row id (requests/s)")
+    service.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

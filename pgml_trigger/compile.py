@@ -1,0 +1,212 @@
+"""The compiled scoring path: a fitted model converted to ONNX at upload, kept only if it agrees.
+
+Runs in the uploader's process. skl2onnx converts the model; onnxruntime
+scores sample rows, and the ONNX graph is stored beside the joblib payload
+only when it matches scikit-learn on every one of them: the same class label
+on every row, and values and probabilities within ``RTOL``/``ATOL`` (ONNX
+computes most operators in float32; on the breast-cancer and diabetes
+models the largest difference measured was 4e-7 on a probability and
+2.2e-5 on a regression value of about 150, i.e. 1.5e-7 relative). Anything
+else (a model skl2onnx cannot express, a disagreement, no rows to check
+with) keeps the model on the scikit-learn path and says why in ``agreement``.
+
+Rows to check with: the ``sample`` given to upload(); else, for all-numeric
+models, rows drawn uniformly between per-feature bounds that the fitted model
+itself reveals (a leading StandardScaler's mean +/- 3 standard deviations, a
+MinMaxScaler's data range, the split thresholds of tree ensembles). Models
+that reveal no bounds (e.g. a bare linear model) are not compiled without a
+sample. Models that accept missing values are also checked on copies of
+those rows with NaNs sprinkled in; where only those disagree, the compiled
+graph scores complete rows and scikit-learn the rows with a missing value.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .describe import ModelInfo
+from .server.engines import most_probable, onnx_inputs, onnx_session
+from .server.features import NUMBER
+
+FORMAT = "onnx"
+RTOL = 1e-5
+ATOL = 1e-6
+MAX_ROWS = 1000
+SYNTHESIZED_ROWS = 500
+_SEED = 0
+
+
+@dataclass(frozen=True)
+class Compiled:
+    format: str | None  # "onnx", or None when the model stays on the scikit-learn path
+    payload: bytes | None
+    handles_nan: bool | None  # whether the ONNX graph also scores rows with missing values like scikit-learn
+    agreement: dict  # what was checked and how it went, or why nothing was compiled
+
+
+class NotCompiled(Exception):
+    """Why a model stays on the scikit-learn path."""
+
+
+def compile_model(model, info: ModelInfo, sample=None) -> Compiled:
+    try:
+        if info.schema.string_features and info.schema.accepts_nan:
+            raise NotCompiled("a missing text value has no form in an ONNX string tensor; models with text "
+                              "features that accept missing values stay on scikit-learn")
+        if info.task == "classification" and not hasattr(model, "predict_proba"):
+            raise NotCompiled("the model has no predict_proba(); only models with probabilities are compiled")
+        rows, source = _check_rows(model, info, sample)
+        payload = _convert(model, info)
+        agreement = _agreement(model, info, payload, rows)
+        if info.schema.accepts_nan:
+            gaps = _agreement(model, info, payload, _with_gaps(rows, info))
+    except NotCompiled as exc:
+        return Compiled(None, None, None, {"compiled": False, "reason": str(exc)})
+    except Exception as exc:  # skl2onnx/onnxruntime fail in many ways; any of them means: stay on sklearn
+        reason = f"conversion to ONNX failed: {type(exc).__name__}: {exc}"
+        return Compiled(None, None, None, {"compiled": False, "reason": reason[:500]})
+    agreement["rows_from"] = source
+    if not _agrees(agreement):
+        agreement.update(compiled=False, reason="ONNX disagrees with scikit-learn on the sample rows")
+        return Compiled(None, None, None, agreement)
+    agreement["compiled"] = True
+    if not info.schema.accepts_nan:
+        return Compiled(FORMAT, payload, False, agreement)
+    # Converters differ from scikit-learn in where a missing value goes (RandomForest's does, for one):
+    # then rows with a missing value are scored by scikit-learn and the others by ONNX.
+    agreement["missing_values"] = {"scored_by": "onnx" if _agrees(gaps) else "sklearn", **gaps}
+    return Compiled(FORMAT, payload, _agrees(gaps), agreement)
+
+
+def _agrees(agreement: dict) -> bool:
+    return agreement["label_mismatches"] == 0 and agreement["within_tolerance"]
+
+
+def _convert(model, info: ModelInfo) -> bytes:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    schema = info.schema
+    if schema.string_features:
+        # One input per column, named like it: how skl2onnx maps a ColumnTransformer's column names.
+        inputs = [(name, FloatTensorType([None, 1]) if kind == NUMBER else StringTensorType([None, 1]))
+                  for name, kind in zip(schema.names, schema.types)]
+    else:
+        inputs = [("features", FloatTensorType([None, len(schema.names)]))]
+    options = {id(model): {"zipmap": False}} if info.task == "classification" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # converter chatter must not fail an upload run under -W error
+        onx = convert_sklearn(model, initial_types=inputs, options=options)
+    return onx.SerializeToString()
+
+
+def _agreement(model, info: ModelInfo, payload: bytes, rows) -> dict:
+    outputs = onnx_session(payload).run(None, onnx_inputs(info.schema, rows.to_numpy(dtype=object)))
+    reference = rows if info.schema.input_kind == "frame" else rows.to_numpy(dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = model.predict(reference)
+        expected_proba = model.predict_proba(reference) if info.task == "classification" else None
+    agreement = {"rows": len(rows), "rtol": RTOL, "atol": ATOL}
+    if info.task == "classification":
+        # The server takes labels as the most probable class, the first on a tie (server/engines.py): the
+        # graph's own label output breaks ties its own way. So this also refuses models whose predict()
+        # is not the most probable class (e.g. SVC).
+        labels = most_probable(np.asarray(outputs[1], dtype=np.float64), np.asarray(model.classes_, dtype=object))
+        agreement["label_mismatches"] = int(np.sum(labels != np.asarray(expected)))
+        diff, ok = _compare(np.asarray(outputs[1], dtype=np.float64), expected_proba)
+        agreement["max_abs_diff_proba"] = diff
+    else:
+        agreement["label_mismatches"] = 0
+        diff, ok = _compare(np.asarray(outputs[0], dtype=np.float64).ravel(), np.asarray(expected, dtype=np.float64))
+        agreement["max_abs_diff_value"] = diff
+    agreement["within_tolerance"] = ok
+    return agreement
+
+
+def _compare(got: np.ndarray, expected: np.ndarray) -> tuple[float, bool]:
+    if got.shape != expected.shape:
+        return float("inf"), False
+    return float(np.max(np.abs(got - expected), initial=0.0)), bool(np.allclose(got, expected, rtol=RTOL, atol=ATOL))
+
+
+def _check_rows(model, info: ModelInfo, sample):
+    """(DataFrame of rows in model feature order, where they came from)."""
+    import pandas as pd
+
+    names = list(info.schema.names)
+    rng = np.random.default_rng(_SEED)
+    if sample is not None:
+        frame = sample if hasattr(sample, "columns") else pd.DataFrame(np.asarray(sample), columns=names)
+        missing = [name for name in names if name not in frame.columns]
+        if missing:
+            raise NotCompiled(f"the sample lacks the features {missing}")
+        frame = frame[names]
+        if len(frame) > MAX_ROWS:
+            frame = frame.iloc[np.sort(rng.choice(len(frame), MAX_ROWS, replace=False))]
+        source = "sample"
+    else:
+        if info.schema.string_features:
+            raise NotCompiled("no sample rows to check the ONNX graph with; pass sample= to upload()")
+        bounds = _feature_bounds(model, len(names))
+        if bounds is None:
+            raise NotCompiled("no sample rows to check the ONNX graph with and the model reveals no feature "
+                              "ranges to draw them from; pass sample= to upload()")
+        low, high = bounds
+        frame = pd.DataFrame(rng.uniform(low, high, size=(SYNTHESIZED_ROWS, len(names))), columns=names)
+        source = "synthesized"
+    return frame.reset_index(drop=True), source
+
+
+def _with_gaps(frame, info: ModelInfo):
+    """A copy of (part of) the rows with about one numeric value in five set to NaN."""
+    rng = np.random.default_rng(_SEED)
+    gaps = frame.head(200).copy()
+    for name, kind in zip(info.schema.names, info.schema.types):
+        if kind == NUMBER:
+            column = gaps[name].astype(np.float64)
+            column[rng.random(len(gaps)) < 0.2] = np.nan
+            gaps[name] = column
+    return gaps
+
+
+def _feature_bounds(model, n_features: int):
+    """(low, high) per feature that the fitted model reveals, or None."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    first = model.steps[0][1] if isinstance(model, Pipeline) else model
+    if isinstance(first, StandardScaler) and getattr(first, "mean_", None) is not None:
+        scale = first.scale_ if first.scale_ is not None else np.ones(n_features)
+        return first.mean_ - 3 * scale, first.mean_ + 3 * scale
+    if isinstance(first, MinMaxScaler):
+        return first.data_min_, first.data_max_
+    thresholds = _split_thresholds(first, n_features)
+    if thresholds is None:
+        return None
+    low = np.array([min(values) if values else -1.0 for values in thresholds])
+    high = np.array([max(values) if values else 1.0 for values in thresholds])
+    margin = np.maximum((high - low) * 0.1, 1e-3)
+    return low - margin, high + margin
+
+
+def _split_thresholds(estimator, n_features: int):
+    """The split thresholds of a tree or tree ensemble, per feature, or None for other models."""
+    per_feature: list[list[float]] = [[] for _ in range(n_features)]
+    trees = [estimator] if hasattr(estimator, "tree_") else list(np.ravel(getattr(estimator, "estimators_", [])))
+    trees = [tree for tree in trees if hasattr(tree, "tree_")]
+    if trees:
+        for tree in trees:
+            splits = tree.tree_.feature >= 0
+            for feature, threshold in zip(tree.tree_.feature[splits], tree.tree_.threshold[splits]):
+                per_feature[feature].append(float(threshold))
+        return per_feature
+    mapper = getattr(estimator, "_bin_mapper", None)  # HistGradientBoosting*: the bin edges are its thresholds
+    if mapper is not None:
+        for feature, edges in enumerate(mapper.bin_thresholds_):
+            per_feature[feature].extend(float(edge) for edge in edges)
+        return per_feature
+    return None

@@ -1,0 +1,1 @@
+SELECT pgml_trigger.detach(%(target)s::regclass, %(output_column)s)

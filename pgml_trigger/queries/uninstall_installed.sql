@@ -1,0 +1,1 @@
+SELECT to_regnamespace('pgml_trigger') IS NOT NULL AS installed

@@ -1,0 +1,1 @@
+SELECT pgml_trigger._python_path()
