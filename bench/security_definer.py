@@ -3,10 +3,13 @@
 Decides which pgml_trigger functions may carry them (sql/0003_trust.sql): the
 per-row scoring functions are called once per row, so they carry neither.
 
-    python3 bench/security_definer.py [--calls 200000] [--dsn DSN]
+    python3 bench/security_definer.py [--calls 200000] [--dsn DSN] [--trigger-dsn DSN]
 
 Without --dsn it starts a throwaway local cluster. Prints, per variant, the
-time per call minus the time of the same query without the call.
+time per call minus the time of the same query without the call. With
+--trigger-dsn (a scratch database with pgml_trigger installed) it also times
+a scored INSERT ... SELECT with pgml_trigger._score_row altered to each
+variant in turn, and puts it back as installed (SECURITY INVOKER, no SET).
 """
 
 from __future__ import annotations
@@ -42,10 +45,48 @@ def measure(dsn: str, calls: int, repeats: int = 7) -> dict[str, float]:
         return {name: (best[name] - best["baseline"]) / calls * 1e6 for name in VARIANTS}
 
 
+SCORE_ROW = "pgml_trigger._score_row(integer, double precision[], timestamptz)"
+
+
+def measure_trigger(dsn: str, rows: int, repeats: int = 3) -> dict[str, float]:
+    """Microseconds per row of an INSERT ... SELECT through a scoring trigger, per variant of _score_row."""
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    from pgml_trigger import upload
+
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    names = ", ".join(X.columns)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        upload(conn, "bench_security_definer", Ridge().fit(X, y))
+        conn.execute(f"CREATE TEMP TABLE scored ({', '.join(f'{n} float8' for n in X.columns)}, score float8)")
+        conn.execute("SELECT pgml_trigger.attach('scored', 'bench_security_definer', 'score')")
+        insert = (f"INSERT INTO scored ({names}) SELECT {', '.join(['g / 1e6'] * len(X.columns))} "
+                  f"FROM generate_series(1, {rows}) AS g")
+        best = dict.fromkeys(VARIANTS, float("inf"))
+        try:
+            for _ in range(repeats):
+                for name, options in VARIANTS.items():
+                    conn.execute(f"ALTER FUNCTION {SCORE_ROW} SECURITY INVOKER RESET ALL")
+                    if options:
+                        conn.execute(f"ALTER FUNCTION {SCORE_ROW} {options}")
+                    conn.execute("TRUNCATE scored")
+                    start = time.perf_counter()
+                    conn.execute(insert)
+                    best[name] = min(best[name], time.perf_counter() - start)
+        finally:
+            conn.execute(f"ALTER FUNCTION {SCORE_ROW} SECURITY INVOKER RESET ALL")
+            conn.execute("SELECT pgml_trigger.detach('scored', 'score')")
+            conn.execute("DELETE FROM pgml_trigger.models WHERE name = 'bench_security_definer'")
+        return {name: seconds / rows * 1e6 for name, seconds in best.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--dsn")
+    parser.add_argument("--trigger-dsn")
+    parser.add_argument("--rows", type=int, default=50_000)
     args = parser.parse_args()
     if args.dsn:
         results = measure(args.dsn, args.calls)
@@ -56,6 +97,9 @@ def main() -> None:
             results = measure(cluster.dsn(), args.calls)
     for name, microseconds in results.items():
         print(f"{name:36s} {microseconds:6.2f} us per call")
+    if args.trigger_dsn:
+        for name, microseconds in measure_trigger(args.trigger_dsn, args.rows).items():
+            print(f"_score_row {name:25s} {microseconds:6.2f} us per scored row")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,12 @@ BEGIN
 END
 $$;
 
+-- The metadata columns of models themselves too (score() reads them as the caller), never a payload.
+GRANT SELECT (name, version, format, sha256, task, classes, feature_names, feature_types, accepts_nan, input_kind,
+              python_version, sklearn_version, numpy_version, joblib_version, description, created_at, created_by,
+              scoring_path, compiled_format, compiled_sha256, compiled_handles_nan, agreement)
+    ON pgml_trigger.models TO pgml_trigger_user;
+
 GRANT SELECT, INSERT, DELETE ON pgml_trigger.models TO pgml_trigger_admin;
 GRANT UPDATE (description) ON pgml_trigger.models TO pgml_trigger_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON pgml_trigger.aliases TO pgml_trigger_admin;

@@ -114,7 +114,11 @@ def test_user_scores_and_reads_metadata_but_never_a_payload(conn, model, role):
     assert payload_bytes == conn.execute("SELECT octet_length(payload) FROM pgml_trigger.models").fetchone()[0]
 
     assert "table models" in _denied(user, "SELECT payload FROM pgml_trigger.models")
-    assert "table models" in _denied(user, "SELECT name, version FROM pgml_trigger.models")
+    assert "table models" in _denied(user, "SELECT compiled_payload FROM pgml_trigger.models")
+    assert "table models" in _denied(user, "SELECT * FROM pgml_trigger.models")
+    assert "table models" in _denied(user, "SELECT octet_length(payload) FROM pgml_trigger.models")
+    assert user.execute("SELECT name, version, sha256 FROM pgml_trigger.models").fetchall() == [
+        ("reg", 1, conn.execute("SELECT sha256 FROM pgml_trigger.models").fetchone()[0])]
     # The server's own way to the payload gives SQL nothing but its length.
     assert user.execute("SELECT pgml_trigger._fetch_payload('reg', 1, false)").fetchone() == (payload_bytes,)
     assert user.execute("SELECT alias FROM pgml_trigger.aliases").fetchall() == []
@@ -171,6 +175,23 @@ def test_user_attaches_only_to_its_own_tables(conn, model, role):
     user.execute("SELECT pgml_trigger.attach('mine', 'reg', 'score')")
     user.execute("DROP TABLE mine")  # the drop event trigger forgets the attachment, as the owner of the record
     assert conn.execute("SELECT target::text FROM pgml_trigger.attachments").fetchall() == [("theirs",)]
+
+
+def test_user_scores_and_batch_scores_its_own_table(conn, model, role):
+    user_name, user_dsn = role("user", "pgml_trigger_user")
+    conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(user_name)))
+    user = role.session(user_dsn)
+    columns = ", ".join(f"{name} float8" for name in model.columns)
+    user.execute(f"CREATE TABLE mine ({columns}, score float8)")
+    values = ", ".join(["%s"] * len(model.columns))
+    for i in range(3):
+        user.execute(f"INSERT INTO mine VALUES ({values})", list(model.iloc[i]))
+    assert user.execute("SELECT pgml_trigger.score('reg', 'mine', 'score')").fetchone() == (3,)
+    expected = [float(trained.diabetes_ridge().predict(model.iloc[[i]])[0]) for i in range(3)]
+    assert [row[0] for row in user.execute("SELECT score FROM mine").fetchall()] == pytest.approx(expected, rel=1e-12)
+    batch = user.execute("SELECT pgml_trigger.predict_batch('reg', %s::float8[])",
+                         [[list(model.iloc[i]) for i in range(3)]]).fetchone()[0]
+    assert batch == pytest.approx(expected, rel=1e-12)
 
 
 def test_writers_to_a_scored_table_need_the_user_role(conn, model, role):

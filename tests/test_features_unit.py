@@ -79,3 +79,8 @@ def test_describe_records_missing_value_support_and_classes():
     info = describe(trained.iris_text_labels()[0])
     assert info.classes == ["setosa", "versicolor", "virginica"]
     assert info.schema.names == ("x0", "x1", "x2", "x3") and info.schema.input_kind == "array"
+
+
+def test_an_integer_beyond_float_range_is_out_of_range():
+    with pytest.raises(FeatureOutOfRange, match='feature "a" is infinite'):
+        from_mapping(NUMERIC, {"a": 10**400, "b": 1}, "m@1")

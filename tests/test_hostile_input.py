@@ -7,6 +7,7 @@ connection alive, the session usable, and the tables as they were.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 
@@ -68,6 +69,7 @@ feature_objects = st.one_of(
     st.integers(1, 3).map(lambda depth: RawJson("[" * (depth * 3000) + "]" * (depth * 3000))),  # deep
     st.integers(1, 3).map(lambda depth: RawJson('{"age": ' * (depth * 3000) + "1" + "}" * (depth * 3000))),
     st.integers(1, 2).map(lambda n: {f"k{i}": i for i in range(50_000 * n)}),  # large
+    st.integers(4301, 6000).map(lambda digits: RawJson('{"age": 1' + "0" * digits + "}")),  # more than Python parses
 )
 
 
@@ -115,6 +117,14 @@ def _same(got, expected) -> bool:
     return got == expected or (isinstance(got, float) and math.isnan(got) and math.isnan(expected))
 
 
+def _writes_as_json(features) -> bool:
+    try:
+        json.dumps(features, allow_nan=False)
+        return True
+    except ValueError:
+        return False
+
+
 def _offline(values):
     row = np.array([values], dtype=np.float64)
     return float(trained.diabetes_ridge().predict(pd.DataFrame(row, columns=REG_FEATURES))[0])
@@ -143,7 +153,9 @@ def test_scoring_with_jsonb(world, function, model, features):
     param = features if isinstance(features, RawJson) or features is None else Jsonb(features)
     outcome, result = _run(world, function, sql.SQL("SELECT pgml_trigger.{}(%s, %s::jsonb)").format(
         sql.Identifier(function)), [model, param])
-    if model is None or features is None:
+    if not _writes_as_json(features):  # NaN or Infinity in it: psycopg writes text that is not JSON
+        assert (outcome, result) == ("error", "22P02")
+    elif model is None or features is None:
         assert (outcome, result) == ("ok", [(None,)])
     elif outcome == "ok" and function == "predict" and model.startswith("reg"):
         values = [features[name] for name in REG_FEATURES]
@@ -202,14 +214,21 @@ TARGETS = [f'"{HOSTILE_SCHEMA}"."{HOSTILE_TABLE.replace(chr(34), chr(34) * 2)}"'
 COLUMNS = [HOSTILE_OUTPUT, "label; --", "age", "nope", "", "id"]
 
 
+column_lists = st.lists(st.one_of(st.sampled_from(COLUMNS + REG_FEATURES), texts, st.none()), max_size=12)
+attach_arguments = st.one_of(
+    # Plausible: the hostile table, a model and output that fit, features in any order (or not quite).
+    st.tuples(st.just(TARGETS[0]), st.sampled_from(["reg", "reg@production", "reg@1", "iris"]),
+              st.sampled_from(COLUMNS[:2]), st.one_of(st.none(), st.permutations(REG_FEATURES), column_lists)),
+    # Anything.
+    st.tuples(st.one_of(st.sampled_from(TARGETS), texts, st.none()), st.one_of(model_refs, st.none()),
+              st.one_of(st.sampled_from(COLUMNS), texts, st.none()), st.one_of(st.none(), column_lists)),
+)
+
+
 @hypothesis_settings
-@given(target=st.one_of(st.just(TARGETS[0]), st.sampled_from(TARGETS), texts, st.none()),
-       model=st.one_of(st.sampled_from(["reg", "reg@production", "iris"]), model_refs, st.none()),
-       output=st.one_of(st.sampled_from(COLUMNS[:2]), st.sampled_from(COLUMNS), texts, st.none()),
-       features=st.one_of(st.none(), st.just(REG_FEATURES), st.just(REG_FEATURES[::-1]),
-                          st.lists(st.one_of(st.sampled_from(COLUMNS + REG_FEATURES), texts, st.none()), max_size=12)),
-       row=st.lists(st.floats(-0.2, 0.2), min_size=10, max_size=10))
-def test_attach_and_detach(world, target, model, output, features, row):
+@given(arguments=attach_arguments, row=st.lists(st.floats(-0.2, 0.2), min_size=10, max_size=10))
+def test_attach_and_detach(world, arguments, row):
+    target, model, output, features = arguments
     outcome, result = _run(world, "attach", "SELECT pgml_trigger.attach(%s, %s, %s, %s)",
                            [target, model, output, features])
     if outcome != "ok":
@@ -228,6 +247,75 @@ def test_attach_and_detach(world, target, model, output, features, row):
     world.execute(sql.SQL("DELETE FROM {}").format(table))
     assert _run(world, "detach", "SELECT pgml_trigger.detach(%s, %s)", [target, output])[0] == "ok"
     assert world.execute("SELECT count(*) FROM pgml_trigger.attachments").fetchone() == (0,)
+
+
+rows_2d = st.one_of(
+    st.lists(st.lists(st.floats(-1, 1), min_size=10, max_size=10), min_size=1, max_size=20),  # what reg takes
+    st.lists(st.lists(floats, min_size=0, max_size=12), max_size=6),  # ragged, NULLs, NaN, Infinity, empty
+    st.lists(st.lists(st.lists(st.floats(-1, 1), min_size=2, max_size=2), min_size=2, max_size=2), max_size=3),  # 3-D
+    st.integers(1, 2).map(lambda n: [[0.1] * 10 for _ in range(20_000 * n)]),  # many rows
+)
+jsonb_rows = st.lists(st.one_of(st.none(), feature_objects.filter(lambda f: not isinstance(f, RawJson))), max_size=8)
+
+
+@hypothesis_settings
+@given(model=st.one_of(model_refs, st.none()), rows=st.one_of(rows_2d, st.none()))
+def test_predict_batch_with_arrays(world, model, rows):
+    outcome, result = _run(world, "predict_batch", "SELECT pgml_trigger.predict_batch(%s, %s::float8[])",
+                           [model, rows])
+    if outcome == "error" and result in ("22P02", "2202E"):  # not an array PostgreSQL takes ('{{}}', ragged)
+        assert rows and (not all(rows) or len({len(row) for row in rows}) > 1 or any(not row[0] for row in rows))
+    elif model is None or rows is None:
+        assert (outcome, result) == ("ok", [(None,)])
+    elif outcome == "ok" and rows == []:
+        assert result == [([],)]
+    elif outcome == "ok" and model.startswith("reg"):
+        assert all(len(row) == 10 and all(v is not None and math.isfinite(v) for v in row) for row in rows)
+        offline = trained.diabetes_ridge().predict(pd.DataFrame(np.array(rows, dtype=np.float64), columns=REG_FEATURES))
+        assert result[0][0] == pytest.approx(list(offline), rel=1e-12)
+
+
+@hypothesis_settings
+@given(model=st.one_of(model_refs, st.none()), rows=st.one_of(jsonb_rows, st.none()))
+def test_predict_batch_with_jsonb(world, model, rows):
+    if rows is not None and not all(_writes_as_json(row) for row in rows):
+        rows = [row for row in rows if _writes_as_json(row)]
+    param = None if rows is None else [None if row is None else Jsonb(row) for row in rows]
+    outcome, result = _run(world, "predict_batch", "SELECT pgml_trigger.predict_batch(%s, %s::jsonb[])",
+                           [model, param])
+    if model is None or rows is None:
+        assert (outcome, result) == ("ok", [(None,)])
+    elif outcome == "ok" and model.startswith("reg"):
+        for row, got in zip(rows, result[0][0]):
+            if row is None:
+                assert got is None
+            else:
+                assert got == pytest.approx(_offline([float(row[name]) for name in REG_FEATURES]), rel=1e-12)
+
+
+@hypothesis_settings
+@given(model=st.one_of(st.sampled_from(["reg", "iris"]), model_refs, st.none()),
+       target=st.one_of(st.sampled_from(TARGETS), texts, st.none()),
+       output=st.one_of(st.sampled_from(COLUMNS), texts, st.none()),
+       features=st.one_of(st.none(), st.permutations(REG_FEATURES), column_lists),
+       batch_size=st.one_of(st.integers(-2, 4), st.sampled_from([2**31 - 1, -(2**31)]), st.none()))
+def test_score(world, model, target, output, features, batch_size):
+    table = sql.Identifier(HOSTILE_SCHEMA, HOSTILE_TABLE)
+    world.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, REG_FEATURES)), sql.SQL(", ").join([sql.Placeholder()] * 10)),
+        [0.01 * i for i in range(10)])
+    before = world.execute(sql.SQL("SELECT * FROM {}").format(table)).fetchall()
+    outcome, result = _run(world, "score", "SELECT pgml_trigger.score(%s, %s, %s, %s, %s::int)",
+                           [model, target, output, features, batch_size])
+    if outcome == "error":
+        assert world.execute(sql.SQL("SELECT * FROM {}").format(table)).fetchall() == before
+    elif result != [(None,)]:
+        assert result == [(1,)] and output in (HOSTILE_OUTPUT, "label; --")
+        scored = world.execute(sql.SQL("SELECT {} FROM {}").format(sql.Identifier(output), table)).fetchone()[0]
+        if output == HOSTILE_OUTPUT:
+            values = dict(zip(REG_FEATURES, [0.01 * i for i in range(10)]))
+            assert scored == pytest.approx(_offline([values[c] for c in features or REG_FEATURES]), rel=1e-12)
+    world.execute(sql.SQL("DELETE FROM {}").format(table))
 
 
 def test_zz_report_cases(figure):

@@ -20,7 +20,7 @@ import json  # noqa: E402
 import plpy  # noqa: E402  (PL/Python's built-in module)
 
 from .. import __version__  # noqa: E402
-from ..errors import AttachmentStale, FeatureTypeMismatch, PgmlTriggerError  # noqa: E402
+from ..errors import AttachmentStale, FeatureOutOfRange, FeatureTypeMismatch, PgmlTriggerError  # noqa: E402
 from . import counters as _counters  # noqa: E402
 from . import drift as _drift  # noqa: E402
 from .cache import ModelCache  # noqa: E402
@@ -75,6 +75,8 @@ def _inputs(model, features, columns=None):
             except RecursionError:  # jsonb nests deeper than Python's parser goes: no feature can be that
                 raise FeatureTypeMismatch(f"features for model {model.label} are nested too deeply; give a JSON "
                                           "object of numbers and strings") from None
+            except ValueError as exc:  # valid jsonb, so an integer of more digits than Python parses
+                raise FeatureOutOfRange(f"features for model {model.label} hold a number too large: {exc}") from None
             return from_mapping(model.schema, mapping, model.label, columns)
         return from_positional(model.schema, features, model.label, columns)
     except PgmlTriggerError:

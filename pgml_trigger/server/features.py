@@ -163,7 +163,10 @@ def _coerce(schema, position, kind, value, model_label, columns):
         return math.nan
     if kind == NUMBER:
         if isinstance(value, (int, float)):  # bool is an int: true/false score as 1/0
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond float range
+                raise _infinite(schema, position, model_label, columns) from None
         elif isinstance(value, str) and value in _SPECIAL_FLOATS:
             number = _SPECIAL_FLOATS[value]
         else:
