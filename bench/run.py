@@ -44,6 +44,7 @@ BATCH_VS_FLOOR_TARGET = 2.5  # at most this many times slower than the numpy flo
 TRIGGER_TARGETS = {"linear": 0.20, "forest": 0.10}  # share of the no-trigger insert throughput
 SERVICE_THROUGHPUT_TARGET = 10.0  # SQL predict vs the HTTP service at 4 clients; and lower p99 at every count
 MEMORY_MODELS = 10
+SINGLE_ROW_INSERTS = 2_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,22 +228,44 @@ def _batch(conn, dsn, name: str, model) -> dict:
 
 
 def _trigger(conn, name: str) -> dict:
+    """Bulk INSERT ... SELECT and single-row INSERTs: no trigger vs row mode vs statement mode."""
     columns = ", ".join(f"{column} double precision" for column in FEATURES)
-    conn.execute("DROP TABLE IF EXISTS bench.plain, bench.scored")
-    conn.execute(f"CREATE TABLE bench.plain (id integer, {columns}, prediction double precision)")
-    conn.execute(f"CREATE TABLE bench.scored (id integer, {columns}, prediction double precision)")
+    for table in ("plain", "scored", "appended"):
+        conn.execute(f"DROP TABLE IF EXISTS bench.{table}")
+        conn.execute(f"CREATE TABLE bench.{table} (id integer PRIMARY KEY, {columns}, prediction double precision)")
     conn.execute("SELECT pgml_trigger.attach('bench.scored', %s, 'prediction')", [name])
+    conn.execute("SELECT pgml_trigger.attach('bench.appended', %s, 'prediction', mode => 'statement')", [name])
     insert = "INSERT INTO bench.{} (id, {cols}) SELECT id, {cols} FROM bench.insert_source"
     cols = ", ".join(FEATURES)
-    conn.execute(insert.format("scored", cols=cols) + " LIMIT 10")  # load the model in this session first
-    conn.execute("TRUNCATE bench.scored")
+    for table in ("scored", "appended"):  # load the model in this session first
+        conn.execute(insert.format(table, cols=cols) + " LIMIT 10")
+        conn.execute(f"TRUNCATE bench.{table}")
+    conn.execute("TRUNCATE pgml_trigger.prediction_log")
     n = conn.execute("SELECT count(*) FROM bench.insert_source").fetchone()[0]
-    plain = _timed_statement(conn, insert.format("plain", cols=cols))
-    scored = _timed_statement(conn, insert.format("scored", cols=cols))
-    missing = conn.execute("SELECT count(*) FROM bench.scored WHERE prediction IS NULL").fetchone()[0]
-    assert missing == 0
-    return {"rows": n, "plain_rows_per_s": n / plain, "trigger_rows_per_s": n / scored,
-            "share": plain / scored, "target": TRIGGER_TARGETS.get(name)}
+    bulk = {table: _timed_statement(conn, insert.format(table, cols=cols)) for table in ("plain", "scored", "appended")}
+    assert conn.execute("SELECT count(*) FROM bench.scored WHERE prediction IS NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM pgml_trigger.prediction_log").fetchone()[0] == n
+    single = {table: _single_row_inserts(conn, table, SINGLE_ROW_INSERTS) for table in ("plain", "scored", "appended")}
+    return {"rows": n, "plain_rows_per_s": n / bulk["plain"], "trigger_rows_per_s": n / bulk["scored"],
+            "share": bulk["plain"] / bulk["scored"], "statement_rows_per_s": n / bulk["appended"],
+            "statement_share": bulk["plain"] / bulk["appended"], "single_rows": SINGLE_ROW_INSERTS,
+            "single_plain_rows_per_s": SINGLE_ROW_INSERTS / single["plain"],
+            "single_trigger_rows_per_s": SINGLE_ROW_INSERTS / single["scored"],
+            "single_statement_rows_per_s": SINGLE_ROW_INSERTS / single["appended"],
+            "target": TRIGGER_TARGETS.get(name)}
+
+
+def _single_row_inserts(conn, table: str, count: int) -> float:
+    """Seconds for ``count`` one-row INSERT statements (prepared, autocommit), as an application sends them."""
+    rows = conn.execute(f"SELECT id, {', '.join(FEATURES)} FROM bench.insert_source "
+                        f"ORDER BY id LIMIT {count}").fetchall()
+    conn.execute(f"DELETE FROM bench.{table} WHERE id <= {count}")
+    statement = (f"INSERT INTO bench.{table} (id, {', '.join(FEATURES)}) "
+                 f"VALUES ({', '.join(['%s'] * (len(FEATURES) + 1))})")
+    start = time.perf_counter()
+    for row in rows:
+        conn.execute(statement, row, prepare=True)
+    return time.perf_counter() - start
 
 
 def _service(dsn, bindir, model, args) -> list[dict]:
@@ -304,13 +327,17 @@ def _report(results: dict) -> str:
                      f"{_verdict(r['vs_client'] >= r['target_vs_client'])}, floor<={r['target_vs_floor']}x: "
                      f"{_verdict(r['vs_floor'] <= r['target_vs_floor'])}")
     lines += transfer_lines
-    lines += ["", "trigger: INSERT ... SELECT with the scoring trigger vs without"]
-    lines.append(f"  {'model':8} {'rows':>8} {'plain rows/s':>13} {'trigger rows/s':>15} {'share':>6} {'target':>7}")
+    lines += ["", "trigger: INSERT ... SELECT (bulk) and one-row INSERTs, no trigger vs row mode vs statement mode"]
+    lines.append(f"  {'model':8} {'rows':>8} {'plain rows/s':>13} {'row mode':>9} {'share':>6} {'target':>7} "
+                 f"{'statement':>10} {'share':>6}   one-row INSERTs/s: plain, row, statement")
     for name, r in results["trigger"].items():
         target = r["target"]
-        lines.append(f"  {name:8} {r['rows']:8d} {r['plain_rows_per_s']:13.0f} {r['trigger_rows_per_s']:15.0f} "
-                     f"{r['share']:6.1%} {'' if target is None else f'{target:.0%}':>7}  "
-                     f"{_verdict(None if target is None else r['share'] >= target)}")
+        lines.append(f"  {name:8} {r['rows']:8d} {r['plain_rows_per_s']:13.0f} {r['trigger_rows_per_s']:9.0f} "
+                     f"{r['share']:6.1%} {'' if target is None else f'{target:.0%}':>7} "
+                     f"{r['statement_rows_per_s']:10.0f} {r['statement_share']:6.1%}   "
+                     f"{r['single_plain_rows_per_s']:.0f}, {r['single_trigger_rows_per_s']:.0f}, "
+                     f"{r['single_statement_rows_per_s']:.0f}  "
+                     f"row mode: {_verdict(None if target is None else r['share'] >= target)}")
     lines += ["", "service: SQL predict (pgbench, prepared) vs Flask+gunicorn fetching the row and calling "
                   "model.predict (wrk); random ids", f"  {'clients':>7} {'SQL/s':>8} {'HTTP/s':>8} {'ratio':>6} "
                   f"{'SQL p50':>8} {'HTTP p50':>9} {'SQL p99':>8} {'HTTP p99':>9}  (ms)"]
@@ -350,8 +377,10 @@ def _plot(results: dict, path: Path) -> None:
                                                          ("floor_s", "numpy floor"))):
         batch.bar(x + offset, [results["batch"][n][key] for n in names], width, label=label)
     batch.set_title(f"scoring {results['batch'][names[0]]['rows']:,} rows (s)")
-    trigger.bar(x - 0.2, [results["trigger"][n]["plain_rows_per_s"] for n in names], 0.4, label="no trigger")
-    trigger.bar(x + 0.2, [results["trigger"][n]["trigger_rows_per_s"] for n in names], 0.4, label="scoring trigger")
+    for offset, (key, label) in zip((-width, 0, width), (("plain_rows_per_s", "no trigger"),
+                                                         ("trigger_rows_per_s", "row mode"),
+                                                         ("statement_rows_per_s", "statement mode"))):
+        trigger.bar(x + offset, [results["trigger"][n][key] for n in names], width, label=label)
     trigger.set_yscale("log")
     trigger.set_title("INSERT ... SELECT (rows/s, log)")
     for axis in (per_row, batch, trigger):
