@@ -116,3 +116,15 @@ class InstallError(PgmlTriggerError):
     """The installer cannot go on; the message says what the DBA must do."""
 
     sqlstate = "55000"
+
+
+class ModelTooLarge(PgmlTriggerError):
+    """A payload larger than a backend may hold (pgml_trigger.model_cache_mb)."""
+
+    sqlstate = "54000"  # program_limit_exceeded
+
+
+class ModelOutOfMemory(PgmlTriggerError):
+    """Deserializing or building the model ran out of memory; the backend goes on."""
+
+    sqlstate = "53200"  # out_of_memory

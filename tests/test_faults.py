@@ -173,3 +173,41 @@ def test_truncated_payload_is_a_clean_error(conn):
         conn.execute("SELECT pgml_trigger.predict('short', ARRAY[0,0,0,0,0,0,0,0,0,0]::float8[])")
     assert caught.value.diag.message_primary.startswith("pgml_trigger: model short@1 cannot be deserialized: ")
     assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def _big_forest():
+    X, y = trained.breast_cancer()
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=400, random_state=0).fit(X, y)
+
+
+def test_payload_larger_than_a_backend_may_hold_is_a_clean_error(conn, connect, dsn):
+    upload(conn, "big", _big_forest(), compile=False)
+    upload(conn, "small", trained.diabetes_ridge())
+    size = conn.execute("SELECT payload_bytes FROM pgml_trigger.model_catalog WHERE name = 'big'").fetchone()[0]
+    assert size > 2**20
+    conn.execute(f"ALTER DATABASE {psycopg.sql.Identifier(conn.info.dbname).as_string(conn)} "
+                 "SET pgml_trigger.model_cache_mb = 1")
+    session = connect()  # a new backend reads the setting
+    X, _ = trained.breast_cancer()
+    with pytest.raises(psycopg.errors.ProgramLimitExceeded, match=r"model big@1 has a payload of .* MB, more than a "
+                                                                  r"backend may hold"):
+        session.execute("SELECT pgml_trigger.predict('big', %s::float8[])", [list(X.iloc[0])])
+    assert session.execute("SELECT pgml_trigger.predict('small', ARRAY[0,0,0,0,0,0,0,0,0,0]::float8[])").fetchone()
+
+
+class _Huge:
+    """Unpickles into a 10**15-byte bytearray: more memory than any backend gets."""
+
+    def __reduce__(self):
+        return (bytearray, (10**15,))
+
+
+def test_running_out_of_memory_while_loading_is_a_clean_error(conn):
+    buffer = io.BytesIO()
+    joblib.dump(_Huge(), buffer)
+    _insert_raw(conn, "huge", buffer.getvalue())
+    with pytest.raises(psycopg.errors.OutOfMemory, match="model huge@1 does not fit in this backend's memory"):
+        conn.execute("SELECT pgml_trigger.predict('huge', ARRAY[1.0])")
+    assert conn.execute("SELECT 1").fetchone() == (1,)  # the backend lives on

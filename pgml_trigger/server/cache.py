@@ -32,7 +32,9 @@ from ..errors import (
     LibraryVersionMismatch,
     ModelCorrupted,
     ModelLoadFailed,
+    ModelOutOfMemory,
     ModelSignatureInvalid,
+    ModelTooLarge,
     UntrustedContent,
 )
 from .catalog import Attachment, Catalog, ModelMeta
@@ -94,6 +96,11 @@ class ModelCache:
         key = (meta.name, meta.version, meta.sha256)
         model = self._loaded.get(key)
         if model is None:
+            if meta.payload_bytes > self.max_bytes:
+                raise ModelTooLarge(
+                    f"model {meta.name}@{meta.version} has a payload of {meta.payload_bytes / 2**20:.1f} MB, more than "
+                    f"a backend may hold (pgml_trigger.model_cache_mb = {self.max_bytes // 2**20})",
+                    hint="raise pgml_trigger.model_cache_mb for this database, or upload a smaller model")
             model = self._load(meta)
             self._loaded[key] = model
             self._loaded_bytes += model.payload_bytes
@@ -191,6 +198,10 @@ class ModelCache:
             return formats.load(payload, fmt)
         except UntrustedContent as exc:
             raise UntrustedContent(f"model {label}: {exc.message}; refusing to load it", hint=exc.hint) from None
+        except MemoryError:
+            raise ModelOutOfMemory(f"model {label} does not fit in this backend's memory",
+                                   hint="the server's memory limit (e.g. ulimit -v) is lower than the model needs") \
+                from None
         except ImportError as exc:
             raise ModelLoadFailed(f"model {label} cannot be loaded in this server: {exc}",
                                   hint="install the missing package into the server's Python environment "
