@@ -125,24 +125,32 @@ def predict_label_batch(model_ref, features, clock):
 
 
 def _score_batch(model, features, score):
-    if isinstance(features, bytes):
-        return score(from_array_send(model.schema, features, model.label))
-    rows, present = [], []
-    for index, item in enumerate(features):
-        if item is None:  # a NULL row scores as NULL; a NULL inside a row follows the missing-value policy
-            continue
-        try:
-            rows.append(_inputs(model, item))
-        except PgmlTriggerError as exc:
-            raise in_row(exc, index) from None
-        present.append(index)
+    rows, present = _batch_rows(model, features)
     scored = score(rows)
-    if len(present) == len(features):
+    if present is None:
         return scored
     result = [None] * len(features)
     for index, value in zip(present, scored):
         result[index] = value
     return result
+
+
+def _batch_rows(model, features, columns=None):
+    """Rows from a double precision[][] (array_send() bytes) or a jsonb[] (texts), and, when a NULL jsonb row
+    was left out (it scores as NULL), the indexes the others came from (else None). Errors name their row.
+    """
+    if isinstance(features, bytes):
+        return from_array_send(model.schema, features, model.label), None
+    rows, present = [], []
+    for index, item in enumerate(features):
+        if item is None:
+            continue
+        try:
+            rows.append(_inputs(model, item, columns))
+        except PgmlTriggerError as exc:
+            raise in_row(exc, index) from None
+        present.append(index)
+    return rows, None if len(present) == len(features) else present
 
 
 def _attached_model(attachment_id, clock):
@@ -200,10 +208,7 @@ def score_row_logged(attachment_id, features, clock, row_key):
 @_sql_errors
 def score_statement(attachment_id, keys, features, clock):
     attachment, model = _attached_model(attachment_id, clock)
-    if isinstance(features, bytes):
-        rows = from_array_send(model.schema, features, model.label)
-    else:
-        rows = [_inputs(model, item, attachment.columns) for item in features]
+    rows, _ = _batch_rows(model, features, attachment.columns)  # jsonb_build_object() is never NULL
     _score_and_log(attachment, model, keys, rows)
 
 
