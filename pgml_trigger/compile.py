@@ -58,7 +58,7 @@ def compile_model(model, info: ModelInfo, sample=None) -> Compiled:
                               "features that accept missing values stay on scikit-learn")
         if info.task == "classification" and not hasattr(model, "predict_proba"):
             raise NotCompiled("the model has no predict_proba(); only models with probabilities are compiled")
-        rows, source = _check_rows(model, info, sample)
+        rows, source = check_rows(model, info, sample)
         payload = _convert(model, info)
         agreement = _agreement(model, info, payload, rows)
         if info.schema.accepts_nan:
@@ -133,7 +133,7 @@ def _compare(got: np.ndarray, expected: np.ndarray) -> tuple[float, bool]:
     return float(np.max(np.abs(got - expected), initial=0.0)), bool(np.allclose(got, expected, rtol=RTOL, atol=ATOL))
 
 
-def _check_rows(model, info: ModelInfo, sample):
+def check_rows(model, info: ModelInfo, sample):
     """(DataFrame of rows in model feature order, where they came from)."""
     import pandas as pd
 

@@ -12,6 +12,7 @@ from . import formats
 from .compile import Compiled, compile_model
 from .describe import describe, describe_onnx
 from .errors import InvalidModel
+from .linear import linear_form
 from .profile import training_profile
 from .sqlfiles import query
 
@@ -19,7 +20,7 @@ _REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes"
              "accepts_nan", "input_kind", "python_version", "sklearn_version", "numpy_version", "joblib_version"}
 # An older schema without these scores the joblib payload (or records less); anything else it lacks is refused.
 _COMPILED = {"compiled_format", "compiled_payload", "compiled_sha256", "compiled_handles_nan", "agreement",
-             "skops_version", "onnxruntime_version"}
+             "skops_version", "onnxruntime_version", "linear_form"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -41,8 +42,9 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     array in feature order), fixes the feature dtypes when the fitted model
     does not reveal them, is profiled for drift(), and is what the compiled
     (ONNX) payload is checked against: see pgml_trigger/compile.py for what
-    happens without it. ``compile=False`` keeps the model on the scikit-learn
-    path. ``metrics`` is a JSON-able dict of evaluation figures kept with the
+    happens without it. A linear model is also kept as SQL arithmetic for row
+    triggers (pgml_trigger/linear.py). ``compile=False`` keeps the model on
+    the scikit-learn path. ``metrics`` is a JSON-able dict of evaluation figures kept with the
     version. ``hmac_key`` (default: the contents of the file
     ``$PGML_TRIGGER_HMAC_KEY_FILE`` names, if set) signs the upload, as
     databases with ``pgml_trigger.hmac_key_file`` require.
@@ -64,11 +66,13 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         info = describe_onnx(payload, feature_names=feature_names, classes=classes, task=task)
         _check_onnx_runs(payload, info)
         compiled = Compiled(None, None, None, {"compiled": False, "reason": "an onnx model is scored by its own graph"})
+        form = None
     else:
         info = describe(model, feature_names=feature_names, sample=sample)
         payload = _dump(model, fmt)
         compiled = (compile_model(model, info, sample) if compile
                     else Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"}))
+        form = linear_form(model, info, sample) if compile else None
     sha256 = formats.sha256(payload)
     compiled_sha256 = formats.sha256(compiled.payload) if compiled.payload is not None else None
     key = hmac_key if hmac_key is not None else _key_from_environment()
@@ -84,6 +88,7 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         "compiled_format": compiled.format, "compiled_payload": compiled.payload,
         "compiled_sha256": compiled_sha256,
         "compiled_handles_nan": compiled.handles_nan, "agreement": Jsonb(compiled.agreement),
+        "linear_form": Jsonb(form) if form is not None else None,
         "skops_version": _version("skops") if fmt == "skops" else None,
         "onnxruntime_version": _version("onnxruntime") if "onnx" in (fmt, compiled.format) else None,
         "payload_hmac": formats.signature(key, fmt, sha256, compiled_sha256) if key is not None else None,

@@ -7,7 +7,7 @@ import pytest
 import trained
 from tables import copy_rows, create_table, load_table
 
-from pgml_trigger import upload
+from pgml_trigger import linear, upload
 
 
 @pytest.fixture
@@ -141,4 +141,5 @@ def test_trigger_follows_the_production_alias(conn, connect):
     conn.execute("SELECT pgml_trigger.set_alias('d', 'production', 2)")
     copy_rows(writer, "patients", X.iloc[:1])
     got = [r for (r,) in conn.execute("SELECT risk FROM patients ORDER BY id")]
-    assert got == [float(first.predict(X.iloc[[0]])[0]), float(second.predict(X.iloc[[0]])[0])]
+    expected = [float(first.predict(X.iloc[[0]])[0]), float(second.predict(X.iloc[[0]])[0])]
+    assert got == pytest.approx(expected, rel=linear.RTOL, abs=linear.ATOL)  # the trigger's SQL arithmetic
