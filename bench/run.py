@@ -219,6 +219,7 @@ def _batch(conn, dsn, name: str, model) -> dict:
     assert conn.execute("SELECT prediction FROM bench.big ORDER BY id LIMIT 1000").fetchall() == expected
 
     # The floor: this process reads the rows (binary COPY, parsed by numpy) and calls model.predict.
+    conn.execute("VACUUM bench.big")  # both writes above left a dead version of every row
     with threadpool_limits(1), psycopg.connect(dsn, autocommit=True) as reader:
         start = time.perf_counter()
         matrix = _read_rows(reader, n)
