@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 
 from ..sqlfiles import query
@@ -63,7 +64,7 @@ class Catalog:
 
     def resolve(self, model_ref: str) -> ModelMeta:
         row = self._execute("server_resolve", ["text"], [model_ref])[0]
-        schema = FeatureSchema(names=tuple(row["feature_names"]), types=tuple(row["feature_types"]),
+        schema = FeatureSchema(names=_interned(row["feature_names"]), types=tuple(row["feature_types"]),
                                accepts_nan=row["accepts_nan"], input_kind=row["input_kind"])
         return ModelMeta(name=row["name"], version=row["version"], sha256=row["sha256"], format=row["format"],
                          task=row["task"], classes=json.loads(row["classes"]) if row["classes"] else None,
@@ -93,7 +94,7 @@ class Catalog:
             return None
         row = rows[0]
         return Attachment(id=attachment_id, target=row["target"], output_column=row["output_column"],
-                          model_ref=row["model_ref"], feature_names=tuple(row["feature_names"]),
+                          model_ref=row["model_ref"], feature_names=_interned(row["feature_names"]),
                           columns=tuple(row["columns"]), output=row["output"], mode=row["mode"], log=row["log"],
                           challenger=row["challenger"])
 
@@ -129,3 +130,9 @@ class Catalog:
 
     def warn(self, message: str) -> None:
         self._plpy.warning(message)
+
+
+def _interned(names: list[str]) -> tuple[str, ...]:
+    """Feature names as interned strings: a row trigger compares its attachment's with its model's on every row,
+    and equal tuples of interned strings compare by identity, element by element."""
+    return tuple(sys.intern(name) for name in names)
