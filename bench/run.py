@@ -449,7 +449,7 @@ def _plot(results: dict, path: Path) -> None:
     width4 = 0.2
     for offset, (key, label) in zip((-1.5 * width4, -0.5 * width4, 0.5 * width4, 1.5 * width4),
                                     (("client_s", "client batch"), ("score_s", "score()"),
-                                     ("floor_s", "floor: COPY + predict"), ("predict_batch_s", "predict_batch"))):
+                                     ("floor_s", "floor: read + predict"), ("predict_batch_s", "predict_batch"))):
         batch.bar(x + offset, [results["batch"][n][key] for n in names], width4, label=label)
     batch.set_title(f"scoring {results['batch'][names[0]]['rows']:,} rows (s)")
     for offset, (key, label) in zip((-width, 0, width), (("plain_rows_per_s", "no trigger"),
