@@ -1,8 +1,8 @@
 """Linear models as SQL arithmetic: what a row trigger can compute without calling into Python.
 
 A row trigger that calls a PL/Python function pays several microseconds a
-row before the model does anything (bench/: the call, the float8[] turned
-into a list, the timestamp turned into text). For a pipeline of affine
+row before the model does anything (the call, and the float8[] turned into
+a list; see bench/ and the README's Performance). For a pipeline of affine
 scalers ending in a linear model, the prediction is an intercept plus a dot
 product, which the generated PL/pgSQL trigger can evaluate itself
 (sql/0007_linear_triggers.sql writes it from the form made here).
@@ -37,6 +37,7 @@ import warnings
 import numpy as np
 
 from .describe import ModelInfo
+from .server.scoring import is_number
 
 RTOL = 1e-9  # regression values; class labels must be identical
 ATOL = 1e-9
@@ -67,7 +68,7 @@ def linear_form(model, info: ModelInfo, sample=None) -> dict | None:
     if folded is None:
         return None
     intercepts, coefficients = folded
-    if info.task == "classification" and len(coefficients) not in (1, len(info.classes)):
+    if info.task == "classification" and len(coefficients) != (1 if len(info.classes) == 2 else len(info.classes)):
         return None
     if info.task == "regression" and len(coefficients) != 1:
         return None  # several outputs
@@ -77,7 +78,7 @@ def linear_form(model, info: ModelInfo, sample=None) -> dict | None:
     if info.task == "classification":
         # As the Python path outputs them: str() of the label, and for a numeric column its float
         form["labels"] = [str(label) for label in info.classes]
-        form["values"] = [float(label) for label in info.classes] if all(map(_is_number, info.classes)) else None
+        form["values"] = [float(label) for label in info.classes] if all(map(is_number, info.classes)) else None
     rows, source = _check_rows(model, info, sample)
     form["agreement"] = _agreement(model, info, form, rows) | {"rows_from": source}
     return form if form["agreement"]["agrees"] else None
@@ -152,10 +153,6 @@ def _affine(transform, n_features: int):
         return None
     scale = np.asarray(scale, dtype=np.float64)
     return 1.0 / scale, -np.asarray(center, dtype=np.float64) / scale
-
-
-def _is_number(label) -> bool:
-    return isinstance(label, (int, float)) and not (isinstance(label, float) and math.isnan(label))
 
 
 def _from_sklearn(estimator) -> bool:

@@ -106,7 +106,7 @@ BEGIN
         SELECT t.typcategory, pa.atttypid INTO col
         FROM pg_catalog.pg_attribute AS pa JOIN pg_catalog.pg_type AS t ON t.oid = pa.atttypid
         WHERE pa.attrelid = a.target AND pa.attname = a.columns[i] AND pa.attnum > 0 AND NOT pa.attisdropped;
-        all_numeric := all_numeric AND col.typcategory IN ('N', 'B');
+        all_numeric := all_numeric AND coalesce(col.typcategory IN ('N', 'B'), false);
         new_values := new_values || format('NEW.%I', a.columns[i]);
         old_values := old_values || format('OLD.%I', a.columns[i]);
         -- booleans have no cast to float8, but do to integer

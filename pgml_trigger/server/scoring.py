@@ -34,7 +34,7 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         self.label = f"{self.name}@{self.version}"
-        self.numeric_output = self.task == "regression" or all(_is_number(c) for c in self.classes)
+        self.numeric_output = self.task == "regression" or all(is_number(c) for c in self.classes)
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -123,7 +123,8 @@ class LoadedModel:
         return result
 
 
-def _is_number(label) -> bool:
+def is_number(label) -> bool:
+    """Whether a class label can be written to a numeric column (what the Python path and linear.py agree on)."""
     return isinstance(label, (int, float)) and not (isinstance(label, float) and math.isnan(label))
 
 
