@@ -49,8 +49,9 @@ def free_port() -> int:
 class LocalCluster:
     """initdb + pg_ctl on a free port; ``stop()`` removes everything."""
 
-    def __init__(self, bindir: Path | None = None, port: int | None = None):
+    def __init__(self, bindir: Path | None = None, port: int | None = None, settings: dict | None = None):
         self.bindir = bindir or find_bindir()
+        self.settings = dict(settings or {})  # extra server settings, e.g. {"wal_level": "logical"}
         self.port = port or free_port()
         self.as_root = os.geteuid() == 0
         self.root = Path(tempfile.mkdtemp(prefix="pgml_trigger_pg_"))
@@ -110,7 +111,15 @@ class LocalCluster:
         options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
                    f"-c unix_socket_directories={self.root} -c fsync=off "
                    f"-c max_connections=60 -c shared_buffers=256MB")
+        options += "".join(f" -c {name}={value}" for name, value in self.settings.items())
         self._run(["pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options, "-w", "start"])
+
+    def pause(self) -> None:
+        """Stop the server (fast shutdown), keeping its data for resume()."""
+        self._run(["pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop"])
+
+    def resume(self) -> None:
+        self._start_server()
 
     def stop(self) -> None:
         if (self.datadir / "postmaster.pid").exists():
