@@ -1,4 +1,4 @@
-"""The ``pgml-trigger`` command: install, uninstall, upload, export, import, status, doctor, demo."""
+"""The ``pgml-trigger`` command: install, uninstall, upload, export, import, status, doctor, replicate, demo."""
 
 from __future__ import annotations
 
@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="models that would not load here, or under other library versions")
     _dsn_option(doctor)
 
+    replicate = commands.add_parser("replicate", help="scoring databases that receive every model version, alias "
+                                    "move and delete from one registry database (logical replication; DBA)")
+    replicate.add_argument("--from", dest="registry", required=True,
+                           help="the registry database (its servers must reach it with this connection string)")
+    replicate.add_argument("--to", dest="targets", action="append", required=True,
+                           help="a scoring database with pgml_trigger installed; repeat for several")
+    replicate.add_argument("--dry-run", action="store_true", help="print the SQL, run nothing")
+
     demo = commands.add_parser("demo", help="run the whole product on a throwaway local PostgreSQL")
     demo.add_argument("--dsn", default=None, help="use this database instead of a throwaway cluster")
     return parser
@@ -94,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                 status(conn)
         elif args.command == "doctor":
             return _doctor(args)
+        elif args.command == "replicate":
+            from .replicate import replicate
+
+            replicate(args.registry, args.targets, dry_run=args.dry_run)
         elif args.command == "demo":
             from .demo import run
 

@@ -14,6 +14,12 @@ def status(conn, out=print) -> None:
     rows = attachments.fetchall()
     _print_table(names, rows, "scoring triggers", out)
     _table(conn.execute(query("status_counters")), "counters (this server's backends)", out)
+    for name, title in (("status_subscriptions", "models received from a registry (pgml-trigger replicate)"),
+                        ("status_publication", "scoring databases subscribed to this registry")):
+        cursor = conn.execute(query(name))
+        found = cursor.fetchall()
+        if found:
+            _print_table([column.name for column in cursor.description], found, title, out)
     out("drift (features past their threshold, per scoring trigger):")
     for target, _, model_ref, *_ in rows:
         try:

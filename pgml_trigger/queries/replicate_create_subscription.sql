@@ -1,0 +1,1 @@
+CREATE SUBSCRIPTION {name} CONNECTION {conninfo} PUBLICATION pgml_trigger_catalog

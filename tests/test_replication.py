@@ -1,0 +1,263 @@
+"""One registry, many scoring clusters: the catalog travels by logical replication (pgml-trigger replicate).
+
+Three throwaway clusters of their own: a registry with wal_level = logical and two scoring clusters,
+each with pgml_trigger installed from the session's server environment. Each test works in new
+databases and drops its subscriptions (and so the registry's slots) at the end.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import psycopg
+import pytest
+import trained
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from pgml_trigger import upload
+from pgml_trigger.cli import main
+from pgml_trigger.errors import InstallError
+from pgml_trigger.install import install
+from pgml_trigger.localcluster import LocalCluster
+from pgml_trigger.replicate import replicate
+from pgml_trigger.status import status
+
+TEMPLATE = "pgml_trigger_template"
+WAIT_S = 60.0
+_names = itertools.count()
+
+
+class Cluster:
+    """A LocalCluster with pgml_trigger installed into a template database, and new databases made from it."""
+
+    def __init__(self, python_path: str, **settings):
+        self.local = LocalCluster(settings=settings).start()
+        self.python_path = python_path
+        self._admin(f"CREATE DATABASE {TEMPLATE}")
+        install(self.local.dsn(TEMPLATE), python_path=python_path, log=lambda message: None)
+
+    def _admin(self, statement, params=None) -> None:
+        with psycopg.connect(self.local.dsn(), autocommit=True) as admin:
+            admin.execute(statement, params)
+
+    def new_database(self) -> str:
+        name = f"repl_{next(_names)}"
+        self._admin(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
+        self._admin(sql.SQL("ALTER DATABASE {} SET pgml_trigger.python_path = {}").format(
+            sql.Identifier(name), sql.Literal(self.python_path)))
+        return self.local.dsn(name)
+
+
+@pytest.fixture(scope="module")
+def clusters(installed):
+    made = []
+    try:
+        for settings in ({"wal_level": "logical"}, {}, {}):
+            made.append(Cluster(installed.python_path, **settings))
+        yield made
+    finally:
+        for cluster in made:
+            cluster.local.stop()
+
+
+@pytest.fixture
+def registry_and_subscribers(clusters):
+    """(registry DSN, [subscriber DSNs]): new databases; their subscriptions are dropped afterwards."""
+    registry, *scoring = clusters
+    dsns = [registry.new_database(), *(cluster.new_database() for cluster in scoring)]
+    yield dsns[0], dsns[1:]
+    for dsn in dsns[1:]:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for (name,) in conn.execute("SELECT subname FROM pg_subscription").fetchall():
+                conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))
+
+
+def _eventually(conn, query: str, params, expected, what: str) -> float:
+    """Poll ``query`` on ``conn`` (one statement each time, in the same session) until it returns
+    ``expected``; return the seconds that took."""
+    start = time.monotonic()
+    while True:
+        got = conn.execute(query, params).fetchall()
+        if got == expected:
+            return time.monotonic() - start
+        assert time.monotonic() - start < WAIT_S, f"{what}: still {got} after {WAIT_S:.0f} s, expected {expected}"
+        time.sleep(0.05)
+
+
+def _predict(conn, row) -> float:
+    return conn.execute("SELECT pgml_trigger.predict('reg', %s::float8[])", [row]).fetchone()[0]
+
+
+def test_subscribers_follow_uploads_alias_moves_rollbacks_and_deletes(registry_and_subscribers, figure):
+    registry_dsn, subscriber_dsns = registry_and_subscribers
+    X, y = trained.diabetes()
+    models = [Ridge(alpha=alpha).fit(X, y) for alpha in (0.5, 5.0, 50.0)]
+    row = list(X.iloc[11])
+    expected = [float(model.predict(X.iloc[[11]])[0]) for model in models]
+    with psycopg.connect(registry_dsn, autocommit=True) as registry:
+        upload(registry, "reg", models[0], alias="production")
+        printed = []
+        names = replicate(registry_dsn, subscriber_dsns, out=printed.append)
+        assert len(set(names)) == 2
+        assert any("CREATE PUBLICATION pgml_trigger_catalog" in text for text in printed)
+        assert sum("CREATE SUBSCRIPTION" in text for text in printed) == 2
+        subscribers = [psycopg.connect(dsn, autocommit=True) for dsn in subscriber_dsns]
+        try:
+            # The initial copy is done when replicate() returns.
+            assert [_predict(conn, row) for conn in subscribers] == [expected[0]] * 2
+
+            delays = []
+            upload(registry, "reg", models[1])
+            registry.execute("SELECT pgml_trigger.set_alias('reg', 'production', 2)")
+            for conn in subscribers:  # sessions opened before the move see it on a later statement
+                delays.append(_eventually(conn, "SELECT pgml_trigger.predict('reg', %s::float8[])", [row],
+                                          [(expected[1],)], "alias move"))
+            upload(registry, "reg", models[2], alias="staging")
+            for conn in subscribers:
+                _eventually(conn, "SELECT version FROM pgml_trigger.aliases WHERE alias = 'staging'", None, [(3,)],
+                            "new version with an alias")
+                assert conn.execute("SELECT pgml_trigger.predict('reg@staging', %s::float8[])", [row]).fetchone(
+                    ) == (expected[2],)
+
+            assert registry.execute("SELECT pgml_trigger.rollback('reg')").fetchone() == (1,)
+            for conn in subscribers:
+                _eventually(conn, "SELECT pgml_trigger.predict('reg', %s::float8[])", [row], [(expected[0],)],
+                            "rollback")
+                assert conn.execute("SELECT from_version, to_version, kind FROM pgml_trigger.alias_history "
+                                    "WHERE alias = 'production' ORDER BY id DESC LIMIT 1").fetchone() == (
+                    2, 1, "rollback")
+
+            registry.execute("SELECT pgml_trigger.delete_model('reg', 2)")
+            for conn in subscribers:
+                _eventually(conn, "SELECT version FROM pgml_trigger.model_versions ORDER BY version", None,
+                            [(1,), (3,)], "delete")
+            figure("alias move seen on a subscriber, worst of two (s)", round(max(delays), 3))
+
+            # A subscriber's catalog is the registry's: local writes are refused, and nothing changes.
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="receives its models from a registry"):
+                upload(subscribers[0], "local", models[0])
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="insert on aliases is refused here"):
+                subscribers[0].execute("SELECT pgml_trigger.set_alias('reg', 'production', 3)")
+            assert subscribers[0].execute("SELECT count(*) FROM pgml_trigger.models").fetchone() == (2,)
+
+            lines = []
+            status(subscribers[0], out=lines.append)
+            assert any(names[0] in line for line in lines), lines
+            lines = []
+            status(registry, out=lines.append)
+            assert sum(name in line for line in lines for name in names) == 2, lines
+        finally:
+            for conn in subscribers:
+                conn.close()
+
+
+def test_sql_arithmetic_triggers_on_a_subscriber_follow_the_registry(registry_and_subscribers):
+    registry_dsn, (subscriber_dsn, _) = registry_and_subscribers
+    X, y = trained.breast_cancer()
+    first = trained.linear_breast_cancer()
+    second = LogisticRegression(C=0.001, max_iter=5000).fit(X, y)  # a weaker model: other labels on some rows
+    disagree = X[first.predict(X) != second.predict(X)]
+    assert len(disagree) > 0
+    with psycopg.connect(registry_dsn, autocommit=True) as registry, \
+            psycopg.connect(subscriber_dsn, autocommit=True) as subscriber:
+        upload(registry, "bc", first, alias="production")
+        upload(registry, "bc", second)
+        replicate(registry_dsn, [subscriber_dsn], out=lambda text: None)
+        subscriber.execute(sql.SQL("CREATE TABLE scored ({}, label bigint)").format(
+            sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(name)) for name in X.columns)))
+        subscriber.execute("SELECT pgml_trigger.attach('scored', 'bc', 'label')")
+        assert subscriber.execute("SELECT row_trigger_path FROM pgml_trigger.model_versions WHERE version = 1"
+                                  ).fetchone() == ("sql",)
+        columns = sql.SQL(", ").join(map(sql.Identifier, X.columns))
+        insert = sql.SQL("INSERT INTO scored ({}) VALUES ({})").format(
+            columns, sql.SQL(", ").join(sql.Placeholder() * len(X.columns)))
+        row = [float(value) for value in disagree.iloc[0]]
+        subscriber.execute(insert, row)
+
+        registry.execute("SELECT pgml_trigger.set_alias('bc', 'production', 2)")
+        _eventually(subscriber, "SELECT version FROM pgml_trigger.resolve_model('bc')", None, [(2,)], "alias move")
+        subscriber.execute(insert, row)
+        assert [label for (label,) in subscriber.execute("SELECT label FROM scored").fetchall()] == [
+            int(first.predict(disagree.iloc[[0]])[0]), int(second.predict(disagree.iloc[[0]])[0])]
+
+
+def test_a_subscriber_down_while_versions_arrive_catches_up(clusters, registry_and_subscribers):
+    registry_dsn, (subscriber_dsn, _) = registry_and_subscribers
+    scoring = clusters[1].local
+    X, y = trained.diabetes()
+    models = [Ridge(alpha=alpha).fit(X, y) for alpha in (0.1, 1.0, 10.0, 100.0)]
+    row = list(X.iloc[3])
+    with psycopg.connect(registry_dsn, autocommit=True) as registry:
+        upload(registry, "reg", models[0], alias="production")
+        replicate(registry_dsn, [subscriber_dsn], out=lambda text: None)
+        scoring.pause()
+        try:
+            for version, model in enumerate(models[1:], start=2):
+                upload(registry, "reg", model)
+                registry.execute("SELECT pgml_trigger.set_alias('reg', 'production', %s)", [version])
+        finally:
+            scoring.resume()
+    with psycopg.connect(subscriber_dsn, autocommit=True) as subscriber:
+        _eventually(subscriber, "SELECT version FROM pgml_trigger.model_versions ORDER BY version", None,
+                    [(1,), (2,), (3,), (4,)], "versions uploaded while the subscriber was down")
+        _eventually(subscriber, "SELECT pgml_trigger.predict('reg', %s::float8[])", [row],
+                    [(float(models[3].predict(X.iloc[[3]])[0]),)], "the last alias move")
+        assert subscriber.execute("SELECT count(*) FROM pgml_trigger.alias_history WHERE alias = 'production'"
+                                  ).fetchone() == (4,)
+
+
+def test_a_version_a_subscriber_trigger_pins_outlives_its_delete_on_the_registry(registry_and_subscribers):
+    registry_dsn, (subscriber_dsn, _) = registry_and_subscribers
+    X, y = trained.diabetes()
+    pinned, other = Ridge(alpha=0.5).fit(X, y), Ridge(alpha=5.0).fit(X, y)
+    with psycopg.connect(registry_dsn, autocommit=True) as registry, \
+            psycopg.connect(subscriber_dsn, autocommit=True) as subscriber:
+        upload(registry, "reg", pinned)
+        upload(registry, "reg", other, alias="production")
+        replicate(registry_dsn, [subscriber_dsn], out=lambda text: None)
+        subscriber.execute("CREATE TABLE visits (age float8, sex float8, bmi float8, bp float8, s1 float8, "
+                           "s2 float8, s3 float8, s4 float8, s5 float8, s6 float8, progression float8)")
+        subscriber.execute("SELECT pgml_trigger.attach('visits', 'reg@1', 'progression')")
+
+        registry.execute("SELECT pgml_trigger.delete_model('reg', 1)")
+        registry.execute("SELECT pgml_trigger.set_alias('reg', 'staging', 2)")  # a later change, to wait for
+        _eventually(subscriber, "SELECT version FROM pgml_trigger.aliases WHERE alias = 'staging'", None, [(2,)],
+                    "changes after the delete")
+        assert subscriber.execute("SELECT version FROM pgml_trigger.models ORDER BY version").fetchall() == [
+            (1,), (2,)]
+        subscriber.execute("INSERT INTO visits SELECT * FROM jsonb_populate_record(NULL::visits, %s)",
+                           [Jsonb(X.iloc[0].to_dict())])
+        got = subscriber.execute("SELECT progression FROM visits").fetchone()[0]
+        assert got == pytest.approx(float(pinned.predict(X.iloc[[0]])[0]), rel=1e-9)
+    with psycopg.connect(registry_dsn, autocommit=True) as registry:
+        assert registry.execute("SELECT version FROM pgml_trigger.models").fetchall() == [(2,)]
+
+
+def test_replicate_refuses_what_would_not_work(server, clusters, registry_and_subscribers, dsn, capsys):
+    registry_dsn, (subscriber_dsn, _) = registry_and_subscribers
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        wal_level = conn.execute("SHOW wal_level").fetchone()[0]
+    if wal_level != "logical":  # the suite's own cluster runs with the default, replica
+        with pytest.raises(InstallError, match="wal_level = replica") as refused:
+            replicate(dsn, [subscriber_dsn], out=lambda text: None)
+        assert "ALTER SYSTEM SET wal_level = logical" in refused.value.hint
+
+    with psycopg.connect(subscriber_dsn, autocommit=True) as subscriber:
+        upload(subscriber, "local", trained.diabetes_ridge())
+        with pytest.raises(InstallError, match="already holds 1 model version"):
+            replicate(registry_dsn, [subscriber_dsn], out=lambda text: None)
+        assert subscriber.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)
+
+    fresh = clusters[2].new_database()
+    assert main(["replicate", "--from", registry_dsn, "--to", fresh, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "CREATE SUBSCRIPTION" in printed and "PUBLICATION pgml_trigger_catalog" in printed
+    with psycopg.connect(fresh, autocommit=True) as target:
+        assert target.execute("SELECT count(*) FROM pg_subscription").fetchone() == (0,)
+    assert main(["replicate", "--from", registry_dsn, "--to", fresh]) == 0
+    with psycopg.connect(fresh, autocommit=True) as target:
+        assert target.execute("SELECT count(*) FROM pg_subscription WHERE subenabled").fetchone() == (1,)
+        target.execute("DROP SUBSCRIPTION " + target.execute("SELECT subname FROM pg_subscription").fetchone()[0])
