@@ -1,4 +1,4 @@
-"""The ``pgml-trigger`` command: install, uninstall, upload, export, import, status, doctor, replicate, demo."""
+"""The ``pgml-trigger`` command: install, uninstall, upload, export, import, status, doctor, replicate, score, demo."""
 
 from __future__ import annotations
 
@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a scoring database with pgml_trigger installed; repeat for several")
     replicate.add_argument("--dry-run", action="store_true", help="print the SQL, run nothing")
 
+    score = commands.add_parser("score", help="score a table's rows on one or more databases at once (e.g. shards)")
+    score.add_argument("model", help="name, name@version or name@alias")
+    score.add_argument("table")
+    score.add_argument("column", help="the output column")
+    score.add_argument("--dsn", dest="dsns", action="append", required=True, help="a database; repeat for several")
+    score.add_argument("--features", help="comma-separated columns in model order (default: the feature names)")
+    score.add_argument("--batch-size", type=int, default=10_000)
+
     demo = commands.add_parser("demo", help="run the whole product on a throwaway local PostgreSQL")
     demo.add_argument("--dsn", default=None, help="use this database instead of a throwaway cluster")
     return parser
@@ -102,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                 status(conn)
         elif args.command == "doctor":
             return _doctor(args)
+        elif args.command == "score":
+            return _score(args)
         elif args.command == "replicate":
             from .replicate import replicate
 
@@ -116,6 +126,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _score(args) -> int:
+    from .replicate import describe_dsn
+    from .score_servers import score_servers
+
+    features = args.features.split(",") if args.features else None
+    outcomes = score_servers(args.dsns, args.model, args.table, args.column, features=features,
+                             batch_size=args.batch_size)
+    for outcome in outcomes:
+        result = f"{outcome.rows:,} rows" if outcome.error is None else f"failed: {outcome.error}"
+        print(f"{describe_dsn(outcome.dsn)}: {result} ({outcome.seconds:.1f} s)")
+    return 1 if any(outcome.error is not None for outcome in outcomes) else 0
 
 
 def _transfer(args) -> None:

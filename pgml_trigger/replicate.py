@@ -44,7 +44,7 @@ def _subscribe(target_dsn: str, registry_dsn: str, registry_columns: set, dry_ru
     from psycopg import sql
 
     with psycopg.connect(target_dsn, autocommit=True) as target:
-        where = _describe(target_dsn)
+        where = describe_dsn(target_dsn)
         missing = sorted(registry_columns - _catalog_columns(target, where))
         if missing:
             raise InstallError(f"{where} lacks catalog columns the registry sends: "
@@ -100,7 +100,8 @@ def _run(conn, statement, where: str, dry_run: bool, out, printed=None) -> None:
         conn.execute(statement)
 
 
-def _describe(dsn: str) -> str:
+def describe_dsn(dsn: str) -> str:
+    """A DSN as a DBA reads it in messages: database, host and port (never the password)."""
     from psycopg.conninfo import conninfo_to_dict
 
     info = conninfo_to_dict(dsn)

@@ -261,3 +261,69 @@ def test_replicate_refuses_what_would_not_work(server, clusters, registry_and_su
     with psycopg.connect(fresh, autocommit=True) as target:
         assert target.execute("SELECT count(*) FROM pg_subscription WHERE subenabled").fetchone() == (1,)
         target.execute("DROP SUBSCRIPTION " + target.execute("SELECT subname FROM pg_subscription").fetchone()[0])
+
+
+def test_shards_score_the_rows_they_store(registry_and_subscribers, capsys):
+    """A hash-partitioned table on the registry whose partitions are postgres_fdw foreign tables on the two
+    scoring clusters: each shard receives the model by subscription and scores its rows with its own trigger."""
+    registry_dsn, shard_dsns = registry_and_subscribers
+    X, y = trained.diabetes()
+    model = trained.diabetes_ridge()
+    expected = {i: float(value) for i, value in enumerate(model.predict(X))}
+    columns = sql.SQL(", ").join(sql.SQL("{} float8").format(sql.Identifier(name)) for name in X.columns)
+    with psycopg.connect(registry_dsn, autocommit=True) as coordinator:
+        upload(coordinator, "reg", model, alias="production")
+        replicate(registry_dsn, shard_dsns, out=lambda text: None)
+        coordinator.execute("CREATE EXTENSION postgres_fdw")
+        coordinator.execute(sql.SQL("CREATE TABLE visits (id bigint NOT NULL, {}, progression float8) "
+                                    "PARTITION BY HASH (id)").format(columns))
+        for remainder, dsn in enumerate(shard_dsns):
+            with psycopg.connect(dsn, autocommit=True) as shard:
+                shard.execute(sql.SQL("CREATE TABLE visits (id bigint PRIMARY KEY, {}, progression float8)").format(
+                    columns))
+                shard.execute("SELECT pgml_trigger.attach('visits', 'reg', 'progression')")
+            info = psycopg.conninfo.conninfo_to_dict(dsn)
+            server = sql.Identifier(f"shard{remainder}")
+            coordinator.execute(sql.SQL("CREATE SERVER {} FOREIGN DATA WRAPPER postgres_fdw "
+                                        "OPTIONS (host {}, port {}, dbname {})").format(
+                server, sql.Literal(info["host"]), sql.Literal(str(info["port"])), sql.Literal(info["dbname"])))
+            coordinator.execute(sql.SQL("CREATE USER MAPPING FOR CURRENT_USER SERVER {} OPTIONS (user {})").format(
+                server, sql.Literal(info["user"])))
+            coordinator.execute(sql.SQL(
+                "CREATE FOREIGN TABLE {} PARTITION OF visits FOR VALUES WITH (MODULUS 2, REMAINDER {}) "
+                "SERVER {} OPTIONS (table_name 'visits')").format(
+                sql.Identifier(f"visits_{remainder}"), sql.Literal(remainder), server))
+
+        coordinator.execute(
+            sql.SQL("INSERT INTO visits (id, {}) SELECT (r ->> 'id')::bigint, {} FROM jsonb_array_elements(%s) AS r")
+            .format(sql.SQL(", ").join(map(sql.Identifier, X.columns)),
+                    sql.SQL(", ").join(sql.SQL("(r ->> {})::float8").format(sql.Literal(name)) for name in X.columns)),
+            [Jsonb([{"id": i, **X.iloc[i].to_dict()} for i in range(len(X))])])
+
+        # Every row was scored where it is stored, and reads back through the coordinator.
+        per_shard = []
+        for dsn in shard_dsns:
+            with psycopg.connect(dsn, autocommit=True) as shard:
+                rows = shard.execute("SELECT id, progression FROM visits").fetchall()
+                per_shard.append(len(rows))
+                assert all(value == pytest.approx(expected[i], rel=1e-9) for i, value in rows)
+        assert sum(per_shard) == len(X) and min(per_shard) > 0
+        through = dict(coordinator.execute("SELECT id, progression FROM visits").fetchall())
+        assert through.keys() == expected.keys()
+        assert all(through[i] == pytest.approx(expected[i], rel=1e-9) for i in expected)
+        # predict() over the partitioned table runs on the coordinator, with the registry's model.
+        predicted = dict(coordinator.execute(
+            "SELECT id, pgml_trigger.predict('reg', to_jsonb(v)) FROM visits AS v").fetchall())
+        assert all(predicted[i] == pytest.approx(expected[i], rel=1e-9) for i in expected)
+
+        # score() on both shards at once from the CLI, after the predictions were wiped.
+        for dsn in shard_dsns:
+            with psycopg.connect(dsn, autocommit=True) as shard:
+                shard.execute("UPDATE visits SET progression = NULL")
+        assert main(["score", "reg", "visits", "progression", *(f"--dsn={dsn}" for dsn in shard_dsns)]) == 0
+        printed = capsys.readouterr()
+        assert f"{len(X):,}/{len(X):,} rows, 2/2 databases" in printed.err
+        assert [line.split(": ")[1].split(" rows")[0] for line in printed.out.splitlines()] == [
+            f"{count:,}" for count in per_shard]
+        through = dict(coordinator.execute("SELECT id, progression FROM visits").fetchall())
+        assert all(through[i] == pytest.approx(expected[i], rel=1e-9) for i in expected)
