@@ -8,6 +8,10 @@ databases and drops its subscriptions (and so the registry's slots) at the end.
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import tempfile
+import textwrap
 import time
 
 import psycopg
@@ -43,11 +47,11 @@ class Cluster:
         with psycopg.connect(self.local.dsn(), autocommit=True) as admin:
             admin.execute(statement, params)
 
-    def new_database(self) -> str:
+    def new_database(self, python_path: str | None = None) -> str:
         name = f"repl_{next(_names)}"
         self._admin(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE)))
         self._admin(sql.SQL("ALTER DATABASE {} SET pgml_trigger.python_path = {}").format(
-            sql.Identifier(name), sql.Literal(self.python_path)))
+            sql.Identifier(name), sql.Literal(python_path or self.python_path)))
         return self.local.dsn(name)
 
 
@@ -327,3 +331,60 @@ def test_shards_score_the_rows_they_store(registry_and_subscribers, capsys):
             f"{count:,}" for count in per_shard]
         through = dict(coordinator.execute("SELECT id, progression FROM visits").fetchall())
         assert all(through[i] == pytest.approx(expected[i], rel=1e-9) for i in expected)
+
+
+def test_a_subscriber_without_a_module_a_new_version_needs_reports_it_and_scores_the_older_ones(
+        clusters, installed, monkeypatch):
+    """The registry's environment has a module of custom transformers that the subscriber's lacks."""
+    extra = tempfile.mkdtemp(prefix="pgml_trigger_registry_site_")
+    try:
+        os.chmod(extra, 0o755)
+        with open(os.path.join(extra, "registry_only_steps.py"), "w") as module:
+            module.write(textwrap.dedent("""
+                from sklearn.base import BaseEstimator, TransformerMixin
+
+                class Doubler(BaseEstimator, TransformerMixin):
+                    def fit(self, X, y=None):
+                        self.n_features_in_ = X.shape[1]
+                        return self
+
+                    def transform(self, X):
+                        return X * 2.0
+            """))
+        with open(os.path.join(extra, "environment.pth"), "w") as pth:  # the server's environment, then this
+            pth.write(f"import site; site.addsitedir({installed.python_path!r})\n")
+        monkeypatch.syspath_prepend(extra)
+        from registry_only_steps import Doubler
+        from sklearn.pipeline import make_pipeline
+
+        registry, subscriber_cluster, _ = clusters
+        registry_dsn, subscriber_dsn = registry.new_database(python_path=extra), subscriber_cluster.new_database()
+        X, y = trained.diabetes()
+        plain, custom = Ridge(alpha=0.5).fit(X.to_numpy(), y), make_pipeline(Doubler(), Ridge()).fit(X.to_numpy(), y)
+        row = list(X.iloc[0])
+        with psycopg.connect(registry_dsn, autocommit=True) as reg, \
+                psycopg.connect(subscriber_dsn, autocommit=True) as subscriber:
+            upload(reg, "reg", plain, feature_names=list(X.columns), alias="production")
+            replicate(registry_dsn, [subscriber_dsn], out=lambda text: None)
+            upload(reg, "reg", custom, feature_names=list(X.columns), alias="staging")
+            assert reg.execute("SELECT pgml_trigger.predict('reg@staging', %s::float8[])", [row]).fetchone()[0] == (
+                pytest.approx(float(custom.predict(X.to_numpy()[:1])[0]), rel=1e-9))
+            _eventually(subscriber, "SELECT version FROM pgml_trigger.aliases WHERE alias = 'staging'", None, [(2,)],
+                        "the new version")
+
+            verdicts = subscriber.execute("SELECT version, loads, error FROM pgml_trigger.doctor() ORDER BY version"
+                                          ).fetchall()
+            assert [(version, loads) for version, loads, _ in verdicts] == [(1, True), (2, False)]
+            assert "registry_only_steps" in verdicts[1][2]
+            with pytest.raises(psycopg.Error, match="registry_only_steps"):
+                subscriber.execute("SELECT pgml_trigger.predict('reg@staging', %s::float8[])", [row])
+            assert subscriber.execute("SELECT pgml_trigger.predict('reg', %s::float8[])", [row]).fetchone()[0] == (
+                pytest.approx(float(plain.predict(X.to_numpy()[:1])[0]), rel=1e-9))
+            # The subscription goes on: a later change still arrives.
+            reg.execute("SELECT pgml_trigger.set_alias('reg', 'production', 2)")
+            _eventually(subscriber, "SELECT version FROM pgml_trigger.aliases WHERE alias = 'production'", None,
+                        [(2,)], "a later alias move")
+            for (name,) in subscriber.execute("SELECT subname FROM pg_subscription").fetchall():
+                subscriber.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))
+    finally:
+        shutil.rmtree(extra, ignore_errors=True)
