@@ -122,10 +122,12 @@ def _check_onnx_runs(payload: bytes, info) -> None:
     """onnxruntime here must run the graph on a row of zeros, giving what describe_onnx() promised."""
     import numpy as np
 
+    from .server import onnx_graph
     from .server.engines import OnnxEngine
 
     try:
-        engine = OnnxEngine(payload, info.schema, info.classes)
+        graph, output = onnx_graph.scoring_graph(payload, info.task)  # as the server will load it (cache.py)
+        engine = OnnxEngine(graph, info.schema, info.classes, output)
         scores = engine.predict_proba_rows(np.zeros((2, len(info.schema.names))))
     except Exception as exc:  # onnxruntime's errors have no common base
         raise InvalidModel(f"onnxruntime cannot score the ONNX graph: {type(exc).__name__}: {exc}") from exc

@@ -61,7 +61,9 @@ class OnnxEngine:
     scoring_path = "onnx"
     has_proba = True  # only models with predict_proba are compiled
 
-    def __init__(self, payload: bytes, schema: FeatureSchema, classes: list | None):
+    def __init__(self, payload: bytes, schema: FeatureSchema, classes: list | None, output: str | None = None):
+        """``output``: the graph's output to read (an uploaded graph's, see onnx_graph.scoring_graph); by
+        default a compiled graph's, the probabilities (its second) or the values (its first)."""
         import onnxruntime
 
         self.schema = schema
@@ -71,7 +73,10 @@ class OnnxEngine:
         # own label output breaks ties otherwise); compile.py checked that this is the model's predict().
         self._classes = classes
         self._class_array = np.asarray(classes, dtype=object) if classes is not None else None
-        scored = outputs[1] if classes is not None else outputs[0]  # probabilities, or the values
+        if output is not None:
+            scored = next(item for item in outputs if item.name == output)
+        else:
+            scored = outputs[1] if classes is not None else outputs[0]  # probabilities, or the values
         self._output = [scored.name]
         self._binding = None
         if not schema.string_features:

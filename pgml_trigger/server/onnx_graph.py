@@ -1,0 +1,243 @@
+"""Reading an uploaded ONNX graph as converters emit it, and the graph the server actually runs.
+
+An uploaded graph takes one float or double tensor [N, n_features] and gives,
+in whatever order and beside whatever else:
+
+* a regressor: one float/double tensor [N] or [N, 1], the value;
+* a classifier from a converter (skl2onnx, onnxmltools): a label tensor
+  (int64 or string, [N]) and the class probabilities, either as a float
+  tensor [N, n_classes] or as a ZipMap (a sequence of maps). For a ZipMap,
+  the probabilities are the tensor feeding it, and its labels give the
+  column order;
+* a classifier from a network (torch.onnx): one float tensor [N, n_classes]
+  and no label. When the node computing it is a Softmax it is taken as the
+  probabilities, a LogSoftmax as log-probabilities, anything else as logits
+  to which the server applies a softmax. Its classes are ``classes=``, or
+  else the column indexes 0..n_classes-1.
+
+``read()`` says what a graph is (at upload, in describe.describe_onnx).
+``scoring_graph()`` turns it, once per load, into a graph with a single output,
+the regression values or the class probabilities: the tensor feeding a
+ZipMap becomes the output, a softmax (or exp) is appended to logits (or
+log-probabilities), and nodes nothing then needs (the ZipMap, the label) are
+dropped. The per-row scoring path then reads one buffer, as for compiled
+graphs (engines.OnnxEngine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InvalidModel
+
+# onnx.TensorProto element types: FLOAT = 1, INT64 = 7, STRING = 8, DOUBLE = 11.
+FLOAT_TYPES = {1: "float", 11: "double"}
+LABEL_TYPES = {7: "int64", 8: "string"}
+_TYPE_NAMES = {1: "float", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 8: "string", 9: "bool", 10: "float16",
+               11: "double"}
+ACCEPTED = ("one float or double tensor input [N, n_features]; outputs: a regression value [N] or [N, 1], or "
+            "class probabilities [N, n_classes] (a tensor, a ZipMap, or one Softmax/logits tensor) with or "
+            "without a label [N]")
+
+PROBABILITIES, LOG_PROBABILITIES, LOGITS, VALUE = "probabilities", "log_probabilities", "logits", "value"
+_SCORES_NAME = "pgml_trigger_scores"
+
+
+@dataclass(frozen=True)
+class GraphReading:
+    input_name: str
+    n_features: int | None
+    task: str  # "classification" | "regression"
+    classes: list | None  # labels in probability column order, when the graph names them
+    n_classes: int | None
+    scores: str  # the tensor holding the values or the class scores
+    scores_kind: str  # VALUE, PROBABILITIES, LOG_PROBABILITIES or LOGITS
+    labelled: bool  # the graph predicts labels itself (a converter's classifier), so it should name them
+
+
+def load(payload: bytes):
+    import onnx
+
+    try:
+        return onnx.load_from_string(payload)
+    except Exception as exc:  # protobuf's DecodeError and friends: whatever it is, it is no ONNX model
+        raise InvalidModel(f"not an ONNX model: {type(exc).__name__}: {exc}") from exc
+
+
+def read(model, task: str | None = None) -> GraphReading:
+    """What an uploaded graph takes and gives; InvalidModel, naming what was found, when it cannot be scored."""
+    graph = model.graph
+    input_name, n_features = _the_input(graph)
+    producers = {output: node for node in graph.node for output in node.output}
+    zipmaps, labels, tables, values, others = [], [], [], [], []
+    for output in graph.output:
+        kind = output.type.WhichOneof("value")
+        tensor = output.type.tensor_type
+        dims = _dims(output)
+        if kind == "sequence_type" and producers.get(output.name) is not None \
+                and producers[output.name].op_type == "ZipMap":
+            zipmaps.append(producers[output.name])
+        elif kind != "tensor_type":
+            others.append(output)
+        elif tensor.elem_type in LABEL_TYPES and _is_column(dims):
+            labels.append(output)
+        elif tensor.elem_type in FLOAT_TYPES and _is_column(dims):
+            values.append(output)
+        elif tensor.elem_type in FLOAT_TYPES and len(dims) == 2:
+            tables.append(output)
+        else:
+            others.append(output)
+    found = f"found outputs {_describe(graph.output)}; accepted: {ACCEPTED}"
+    if zipmaps:
+        zipmap = zipmaps[0]
+        classes = _attribute_labels(zipmap) or _classifier_labels(graph)
+        return GraphReading(input_name, n_features, _task(task, "classification", found), classes,
+                            len(classes) if classes else None, zipmap.input[0], PROBABILITIES, True)
+    if len(tables) == 1 and not values:
+        scores = tables[0]
+        n_classes = _dims(scores)[1] if isinstance(_dims(scores)[1], int) else None
+        producer = producers.get(scores.name)
+        if labels:  # a converter's classifier: its second output is the probabilities
+            kind = PROBABILITIES
+        else:
+            kind = {"Softmax": PROBABILITIES, "LogSoftmax": LOG_PROBABILITIES}.get(
+                producer.op_type if producer is not None else None, LOGITS)
+        return GraphReading(input_name, n_features, _task(task, "classification", found), _classifier_labels(graph),
+                            n_classes, scores.name, kind, bool(labels))
+    if len(values) == 1 and not tables and not labels:
+        return GraphReading(input_name, n_features, _task(task, "regression", found), None, None, values[0].name,
+                            VALUE, False)
+    raise InvalidModel(f"pgml_trigger cannot tell what to score in this ONNX graph: {found}")
+
+
+def scoring_graph(payload: bytes, task: str) -> tuple[bytes, str]:
+    """(the graph to run, the name of its one output) for an uploaded graph recorded with ``task``."""
+    from onnx import helper
+
+    model = load(payload)
+    reading = read(model, task)
+    graph = model.graph
+    outputs = [output for output in graph.output if output.name == reading.scores]
+    if outputs and reading.scores_kind in (VALUE, PROBABILITIES) and len(graph.output) == 1:
+        return payload, reading.scores
+    scores = reading.scores
+    elem_type = _elem_type(model, scores)
+    if reading.scores_kind in (LOGITS, LOG_PROBABILITIES):
+        operator = "Softmax" if reading.scores_kind == LOGITS else "Exp"
+        attributes = {"axis": 1} if operator == "Softmax" else {}
+        graph.node.append(helper.make_node(operator, [scores], [_SCORES_NAME], name=_SCORES_NAME, **attributes))
+        scores = _SCORES_NAME
+    if outputs and scores == reading.scores:  # already an output: keep its declared shape
+        kept = outputs[0]
+    else:
+        kept = helper.make_tensor_value_info(scores, elem_type, [None, reading.n_classes])
+    del graph.output[:]
+    graph.output.append(kept)
+    _prune(graph, scores)
+    return model.SerializeToString(), scores
+
+
+def _the_input(graph) -> tuple[str, int | None]:
+    initializers = {tensor.name for tensor in graph.initializer}
+    inputs = [item for item in graph.input if item.name not in initializers]
+    if len(inputs) != 1:
+        raise InvalidModel(f"the ONNX graph has {len(inputs)} inputs: {_describe(inputs)}; accepted: {ACCEPTED}")
+    graph_input = inputs[0]
+    dims = _dims(graph_input)
+    if graph_input.type.WhichOneof("value") != "tensor_type" \
+            or graph_input.type.tensor_type.elem_type not in FLOAT_TYPES or len(dims) != 2:
+        raise InvalidModel(f"the ONNX input is {_describe([graph_input])}; accepted: {ACCEPTED}"
+                           + ("; image or sequence tensors are not scored from table rows" if len(dims) > 2 else ""))
+    if dims[0] == 1:
+        raise InvalidModel(f"the ONNX input is {_describe([graph_input])}, fixed to one row; accepted: {ACCEPTED} "
+                           "(torch.onnx.export: dynamic_axes={input: {0: 'N'}})")
+    return graph_input.name, dims[1] if isinstance(dims[1], int) else None
+
+
+def _task(given: str | None, read_off: str, found: str) -> str:
+    if given is not None and given != read_off:
+        role = "classifier" if read_off == "classification" else "regressor"
+        raise InvalidModel(f"task={given!r}, but the ONNX graph's outputs are those of a {role}: {found}")
+    return read_off
+
+
+def _dims(value_info) -> list:
+    """The shape as ints where fixed and the dimension's name (or None) where not; [] for a non-tensor."""
+    if value_info.type.WhichOneof("value") != "tensor_type" or not value_info.type.tensor_type.HasField("shape"):
+        return []
+    return [dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None)
+            for dim in value_info.type.tensor_type.shape.dim]
+
+
+def _is_column(dims: list) -> bool:
+    return len(dims) == 1 or (len(dims) == 2 and dims[1] == 1)
+
+
+def _describe(values) -> str:
+    def one(value) -> str:
+        kind = value.type.WhichOneof("value")
+        if kind != "tensor_type":
+            return f"{value.name} ({kind.replace('_type', '') if kind else 'untyped'})"
+        shape = ", ".join("N" if i == 0 and not isinstance(d, int) else str(d if d is not None else "?")
+                          for i, d in enumerate(_dims(value)))
+        element = _TYPE_NAMES.get(value.type.tensor_type.elem_type, str(value.type.tensor_type.elem_type))
+        return f"{value.name} [{shape}] {element}"
+
+    return ", ".join(one(value) for value in values) or "none"
+
+
+def _attribute_labels(node) -> list | None:
+    for attribute in node.attribute:
+        if attribute.name == "classlabels_int64s" and attribute.ints:
+            return list(attribute.ints)
+        if attribute.name == "classlabels_strings" and attribute.strings:
+            return [label.decode() for label in attribute.strings]
+    return None
+
+
+def _classifier_labels(graph) -> list | None:
+    """The class labels a converter wrote on its classifier operator (skl2onnx, onnxmltools)."""
+    for node in graph.node:
+        labels = _attribute_labels(node)
+        if labels:
+            return labels
+    return None
+
+
+def _elem_type(model, name: str) -> int:
+    """The element type of a tensor in the graph, as declared or else as ONNX's shape inference finds it."""
+    import onnx
+
+    for inferred in (False, True):
+        graph = onnx.shape_inference.infer_shapes(model).graph if inferred else model.graph
+        for value in (*graph.value_info, *graph.output):
+            if value.name == name and value.type.WhichOneof("value") == "tensor_type" \
+                    and value.type.tensor_type.elem_type:
+                return value.type.tensor_type.elem_type
+    return 1  # float: what converters and torch.onnx emit
+
+
+def _prune(graph, output: str) -> None:
+    """Drop the nodes and initializers the output does not depend on (nodes are in topological order)."""
+    needed = {output}
+    kept = []
+    for node in reversed(graph.node):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(name for name in node.input if name)
+            for attribute in node.attribute:  # a subgraph may read outer names; keep it whole
+                if attribute.g.node or attribute.graphs:
+                    needed.update(_subgraph_inputs(attribute))
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    initializers = [tensor for tensor in graph.initializer if tensor.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+
+
+def _subgraph_inputs(attribute) -> set:
+    names = set()
+    for subgraph in (attribute.g, *attribute.graphs):
+        for node in subgraph.node:
+            names.update(node.input)
+    return names

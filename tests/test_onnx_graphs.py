@@ -1,0 +1,208 @@
+"""ONNX graphs as converters emit them (skl2onnx and onnxmltools defaults, torch.onnx), uploaded and scored by every
+SQL path; graphs that cannot be scored from a table row are refused, saying what was found.
+
+Tolerances: labels exactly; probabilities and values within compile.RTOL/ATOL of the library (onnxruntime computes
+in float32 where the graph does), and within 1e-5 of what torch computed (tests/graphs/torch_expected.json).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+import trained
+from onnx import TensorProto, helper, numpy_helper
+from skl2onnx import to_onnx
+from sklearn.ensemble import RandomForestClassifier
+from tables import copy_rows, create_table, load_table
+
+from pgml_trigger import upload
+from pgml_trigger.compile import ATOL, RTOL
+from pgml_trigger.errors import InvalidModel
+
+GRAPHS = Path(__file__).resolve().parent / "graphs"
+IRIS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def _iris() -> tuple[pd.DataFrame, np.ndarray]:
+    model, data = trained.iris_text_labels()
+    return pd.DataFrame(data, columns=IRIS), model.predict(data)
+
+
+def _scores(conn, name: str, frame: pd.DataFrame, classifier: bool) -> dict:
+    """What each SQL path gives for the rows of ``frame``, loaded into a table (and once more through a trigger)."""
+    load_table(conn, "rows", frame)
+    got = {}
+    if classifier:
+        got["label"] = [label for (label,) in conn.execute(
+            "SELECT pgml_trigger.predict_label(%s, to_jsonb(r)) FROM rows AS r ORDER BY id", [name])]
+        got["proba"] = [proba for (proba,) in conn.execute(
+            "SELECT pgml_trigger.predict_proba(%s, to_jsonb(r)) FROM rows AS r ORDER BY id", [name])]
+        output = "text"
+    else:
+        got["value"] = [value for (value,) in conn.execute(
+            "SELECT pgml_trigger.predict(%s, to_jsonb(r)) FROM rows AS r ORDER BY id", [name])]
+        got["batch"] = conn.execute("SELECT pgml_trigger.predict_batch(%s, %s::float8[][])",
+                                    [name, frame.to_numpy().tolist()]).fetchone()[0]
+        output = "double precision"
+    create_table(conn, "scored", frame, extra={"output": output})
+    conn.execute("SELECT pgml_trigger.attach('scored', %s, 'output')", [name])
+    copy_rows(conn, "scored", frame)
+    got["trigger"] = [value for (value,) in conn.execute("SELECT output FROM scored ORDER BY id")]
+    return got
+
+
+def _check_classifier(conn, name, frame, labels, proba, *, numeric_labels: bool, rtol=RTOL, atol=ATOL) -> None:
+    got = _scores(conn, name, frame, classifier=True)
+    expected = [str(label) for label in labels]
+    assert got["label"] == expected
+    assert got["trigger"] == expected
+    assert np.allclose(got["proba"], proba, rtol=rtol, atol=atol)
+    if numeric_labels:
+        values = [value for (value,) in conn.execute(
+            "SELECT pgml_trigger.predict(%s, to_jsonb(r)) FROM rows AS r ORDER BY id", [name])]
+        assert values == [float(label) for label in labels]
+        batch = conn.execute("SELECT pgml_trigger.predict_batch(%s, %s::float8[][])",
+                             [name, frame.to_numpy().tolist()]).fetchone()[0]
+        assert batch == [float(label) for label in labels]
+    else:
+        with pytest.raises(psycopg.errors.WrongObjectType, match="predicts text labels"):
+            conn.execute("SELECT pgml_trigger.predict(%s, to_jsonb(r)) FROM rows AS r LIMIT 1", [name])
+
+
+def _check_regressor(conn, name, frame, values, rtol=RTOL, atol=ATOL) -> None:
+    got = _scores(conn, name, frame, classifier=False)
+    for path in ("value", "batch", "trigger"):
+        assert np.allclose(got[path], values, rtol=rtol, atol=atol), path
+    with pytest.raises(psycopg.errors.WrongObjectType):
+        conn.execute("SELECT pgml_trigger.predict_proba(%s, to_jsonb(r)) FROM rows AS r LIMIT 1", [name])
+
+
+# --- skl2onnx, default options: probabilities as a ZipMap -----------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float", "double"])
+def test_skl2onnx_default_export_with_text_labels(conn, dtype):
+    model, _ = trained.iris_text_labels()
+    frame, labels = _iris()
+    graph = to_onnx(model, frame.to_numpy().astype(dtype))  # outputs: label (string), probabilities (ZipMap)
+    assert [output.type.WhichOneof("value") for output in graph.graph.output] == ["tensor_type", "sequence_type"]
+    upload(conn, "iris", graph, feature_names=IRIS)
+    assert conn.execute("SELECT task, classes, format, scoring_path FROM pgml_trigger.models").fetchone() == (
+        "classification", list(model.classes_), "onnx", "onnx")
+    _check_classifier(conn, "iris", frame, labels, model.predict_proba(frame.to_numpy()), numeric_labels=False,
+                      rtol=RTOL if dtype is np.float32 else 1e-12, atol=ATOL if dtype is np.float32 else 1e-12)
+
+
+def test_skl2onnx_default_export_with_int64_labels(conn):
+    X, y = trained.breast_cancer()
+    model = RandomForestClassifier(n_estimators=15, random_state=0).fit(X.to_numpy(), y.to_numpy())
+    upload(conn, "bc", to_onnx(model, X.to_numpy().astype(np.float32)), feature_names=list(X.columns))
+    assert conn.execute("SELECT classes FROM pgml_trigger.models").fetchone()[0] == [0, 1]
+    _check_classifier(conn, "bc", X, model.predict(X.to_numpy()), model.predict_proba(X.to_numpy()),
+                      numeric_labels=True)
+
+
+def test_skl2onnx_default_export_of_a_regressor_with_double_input(conn):
+    X, _ = trained.diabetes()
+    model = trained.diabetes_ridge()
+    graph = to_onnx(model, X.to_numpy())  # double in, [N, 1] double out
+    upload(conn, "diabetes", graph, feature_names=list(X.columns))
+    _check_regressor(conn, "diabetes", X, model.predict(X), rtol=1e-12, atol=1e-9)
+
+
+def test_a_regressor_giving_a_one_dimensional_output(conn):
+    weights = np.array([2.0, -1.0], dtype=np.float32)
+    graph = helper.make_model(helper.make_graph(
+        [helper.make_node("MatMul", ["X", "w"], ["y"])], "dot",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+        [numpy_helper.from_array(weights, "w")]), opset_imports=[helper.make_opsetid("", 13)])
+    frame = pd.DataFrame({"a": [1.0, 2.5, -3.0], "b": [0.5, 1.0, 4.0]})
+    upload(conn, "dot", graph, feature_names=["a", "b"])
+    _check_regressor(conn, "dot", frame, frame.to_numpy() @ weights)
+
+
+# --- onnxmltools ----------------------------------------------------------------------------------------------
+
+def test_onnxmltools_lightgbm_default_export(conn):
+    lightgbm = pytest.importorskip("lightgbm")
+    onnxmltools = pytest.importorskip("onnxmltools")
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    frame, labels = _iris()
+    model = lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(frame.to_numpy(), labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # converter chatter
+        graph = onnxmltools.convert_lightgbm(model, initial_types=[("input", FloatTensorType([None, 4]))])
+    upload(conn, "lgbm", graph, feature_names=IRIS)
+    _check_classifier(conn, "lgbm", frame, model.predict(frame.to_numpy()), model.predict_proba(frame.to_numpy()),
+                      numeric_labels=False)
+
+
+# --- torch.onnx (tests/graphs/make_torch_graphs.py) ------------------------------------------------------------
+
+def _torch(kind: str) -> tuple[bytes, dict]:
+    expected = json.loads((GRAPHS / "torch_expected.json").read_text())[kind]
+    return (GRAPHS / f"mlp_{kind}.onnx").read_bytes(), expected
+
+
+def test_torch_mlp_regressor(conn):
+    graph, expected = _torch("regressor")
+    names = [f"f{i}" for i in range(10)]
+    upload(conn, "mlp", graph, feature_names=names)
+    assert conn.execute("SELECT task, classes FROM pgml_trigger.models").fetchone() == ("regression", None)
+    _check_regressor(conn, "mlp", pd.DataFrame(expected["rows"], columns=names), expected["values"],
+                     rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [None, ["setosa", "versicolor", "virginica"]], ids=["indexes", "named"])
+def test_torch_mlp_classifier_emitting_logits(conn, classes):
+    """No label output and no softmax: the server applies one; classes are the column indexes unless given."""
+    graph, expected = _torch("classifier")
+    upload(conn, "mlp", graph, feature_names=IRIS, classes=classes)
+    stored = classes or [0, 1, 2]
+    assert conn.execute("SELECT task, classes FROM pgml_trigger.models").fetchone() == ("classification", stored)
+    proba = np.asarray(expected["probabilities"])
+    labels = [stored[i] for i in proba.argmax(axis=1)]
+    _check_classifier(conn, "mlp", pd.DataFrame(expected["rows"], columns=IRIS), labels, proba,
+                      numeric_labels=classes is None, rtol=0, atol=1e-5)
+
+
+# --- refused ----------------------------------------------------------------------------------------------------
+
+def _graph(inputs, outputs, nodes) -> bytes:
+    return helper.make_model(helper.make_graph(nodes, "g", inputs, outputs),
+                             opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
+def test_graphs_that_cannot_be_scored_from_a_row_are_refused_saying_what_was_found(conn):
+    float_input = helper.make_tensor_value_info
+    several = _graph([float_input("numbers", TensorProto.FLOAT, ["N", 3]),
+                      float_input("ids", TensorProto.INT64, ["N", 2])],
+                     [float_input("y", TensorProto.FLOAT, ["N", 3])],
+                     [helper.make_node("Identity", ["numbers"], ["y"])])
+    with pytest.raises(InvalidModel, match=r"2 inputs: numbers \[N, 3\] float, ids \[N, 2\] int64; accepted: one "
+                                           r"float or double tensor input \[N, n_features\]"):
+        upload(conn, "several", several)
+    image = _graph([float_input("image", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+                   [float_input("logits", TensorProto.FLOAT, ["batch", 1000])],
+                   [helper.make_node("Flatten", ["image"], ["logits"])])
+    with pytest.raises(InvalidModel, match=r"input is image \[N, 3, 224, 224\] float; accepted: one float or double "
+                                           r"tensor input \[N, n_features\].*image"):
+        upload(conn, "resnet", image)
+    two_heads = _graph([float_input("X", TensorProto.FLOAT, ["N", 4])],
+                       [float_input("a", TensorProto.FLOAT, ["N", 3]), float_input("b", TensorProto.FLOAT, ["N", 2])],
+                       [helper.make_node("Identity", ["X"], ["a"]), helper.make_node("Identity", ["X"], ["b"])])
+    with pytest.raises(InvalidModel, match=r"cannot tell what to score.*found outputs a \[N, 3\] float, b \[N, 2\]"):
+        upload(conn, "heads", two_heads)
+    graph, _ = _torch("classifier")
+    with pytest.raises(InvalidModel, match="2 classes given, but the ONNX graph scores 3"):
+        upload(conn, "mlp", graph, classes=["a", "b"])
+    with pytest.raises(InvalidModel, match="task='regression', but the ONNX graph's outputs are those of a classifier"):
+        upload(conn, "mlp", graph, task="regression")
+    assert conn.execute("SELECT count(*) FROM pgml_trigger.models").fetchone()[0] == 0
