@@ -173,6 +173,29 @@ def test_torch_mlp_classifier_emitting_logits(conn, classes):
                       numeric_labels=classes is None, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("last", ["Sigmoid", None], ids=["probability", "logit"])
+def test_a_binary_network_giving_one_column(conn, last):
+    """task="classification": the column is the second class's probability after a Sigmoid, else its logit."""
+    X, y = trained.breast_cancer()
+    mean, scale = X.mean().to_numpy(), X.std().to_numpy()
+    weights = (np.linspace(-1, 1, 30) / scale).astype(np.float32).reshape(30, 1)
+    bias = np.array([float(-(mean / scale) @ np.linspace(-1, 1, 30))], dtype=np.float32)
+    nodes = [helper.make_node("MatMul", ["X", "w"], ["xw"]),
+             helper.make_node("Add", ["xw", "b"], ["logit" if last else "y"])]
+    if last:
+        nodes.append(helper.make_node(last, ["logit"], ["y"]))
+    graph = helper.make_model(helper.make_graph(
+        nodes, "binary", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 30])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
+        [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(bias, "b")]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    upload(conn, "binary", graph, feature_names=list(X.columns), task="classification", classes=["benign", "malign"])
+    positive = 1 / (1 + np.exp(-(X.to_numpy() @ weights.astype(np.float64) + bias[0]).ravel()))
+    proba = np.column_stack([1 - positive, positive])
+    labels = np.where(positive > 0.5, "malign", "benign")
+    _check_classifier(conn, "binary", X, labels, proba, numeric_labels=False, rtol=0, atol=1e-5)
+
+
 # --- refused ----------------------------------------------------------------------------------------------------
 
 def _graph(inputs, outputs, nodes) -> bytes:

@@ -13,7 +13,11 @@ in whatever order and beside whatever else:
   and no label. When the node computing it is a Softmax it is taken as the
   probabilities, a LogSoftmax as log-probabilities, anything else as logits
   to which the server applies a softmax. Its classes are ``classes=``, or
-  else the column indexes 0..n_classes-1.
+  else the column indexes 0..n_classes-1;
+* a binary classifier from a network, uploaded with ``task="classification"``:
+  one float tensor [N] or [N, 1], the probability of the second class when a
+  Sigmoid computes it, else its logit (the server applies the sigmoid).
+  Classes as above, [0, 1] by default.
 
 ``read()`` says what a graph is (at upload, in describe.describe_onnx).
 ``scoring_graph()`` turns it, once per load, into a graph with a single output,
@@ -40,6 +44,8 @@ ACCEPTED = ("one float or double tensor input [N, n_features]; outputs: a regres
             "without a label [N]")
 
 PROBABILITIES, LOG_PROBABILITIES, LOGITS, VALUE = "probabilities", "log_probabilities", "logits", "value"
+# A binary classifier's one column (task="classification"): the second class's probability, or its logit.
+POSITIVE_PROBABILITY, POSITIVE_LOGIT = "positive_probability", "positive_logit"
 _SCORES_NAME = "pgml_trigger_scores"
 
 
@@ -51,7 +57,7 @@ class GraphReading:
     classes: list | None  # labels in probability column order, when the graph names them
     n_classes: int | None
     scores: str  # the tensor holding the values or the class scores
-    scores_kind: str  # VALUE, PROBABILITIES, LOG_PROBABILITIES or LOGITS
+    scores_kind: str  # VALUE, PROBABILITIES, LOG_PROBABILITIES, LOGITS, POSITIVE_PROBABILITY or POSITIVE_LOGIT
     labelled: bool  # the graph predicts labels itself (a converter's classifier), so it should name them
 
 
@@ -104,6 +110,10 @@ def read(model, task: str | None = None) -> GraphReading:
                 producer.op_type if producer is not None else None, LOGITS)
         return GraphReading(input_name, n_features, _task(task, "classification", found), _classifier_labels(graph),
                             n_classes, scores.name, kind, bool(labels))
+    if len(values) == 1 and not tables and not labels and task == "classification":
+        producer = producers.get(values[0].name)
+        kind = POSITIVE_PROBABILITY if producer is not None and producer.op_type == "Sigmoid" else POSITIVE_LOGIT
+        return GraphReading(input_name, n_features, task, None, 2, values[0].name, kind, False)
     if len(values) == 1 and not tables and not labels:
         return GraphReading(input_name, n_features, _task(task, "regression", found), None, None, values[0].name,
                             VALUE, False)
@@ -127,6 +137,9 @@ def scoring_graph(payload: bytes, task: str) -> tuple[bytes, str]:
         attributes = {"axis": 1} if operator == "Softmax" else {}
         graph.node.append(helper.make_node(operator, [scores], [_SCORES_NAME], name=_SCORES_NAME, **attributes))
         scores = _SCORES_NAME
+    elif reading.scores_kind in (POSITIVE_PROBABILITY, POSITIVE_LOGIT):
+        _append_both_classes(graph, scores, elem_type, reading.scores_kind == POSITIVE_LOGIT)
+        scores = _SCORES_NAME
     if outputs and scores == reading.scores:  # already an output: keep its declared shape
         kept = outputs[0]
     else:
@@ -135,6 +148,24 @@ def scoring_graph(payload: bytes, task: str) -> tuple[bytes, str]:
     graph.output.append(kept)
     _prune(graph, scores)
     return model.SerializeToString(), scores
+
+
+def _append_both_classes(graph, scores: str, elem_type: int, logit: bool) -> None:
+    """[1 - p, p] as _SCORES_NAME [N, 2], from p (or its logit) as [N] or [N, 1]."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    dtype = np.float64 if elem_type == 11 else np.float32
+    prefix = _SCORES_NAME + "_"
+    graph.initializer.extend([numpy_helper.from_array(np.array([-1, 1], dtype=np.int64), prefix + "shape"),
+                              numpy_helper.from_array(np.array(1, dtype=dtype), prefix + "one")])
+    nodes = [helper.make_node("Reshape", [scores, prefix + "shape"], [prefix + "column"])]
+    if logit:
+        nodes.append(helper.make_node("Sigmoid", [prefix + "column"], [prefix + "positive"]))
+    positive = prefix + ("positive" if logit else "column")
+    nodes += [helper.make_node("Sub", [prefix + "one", positive], [prefix + "negative"]),
+              helper.make_node("Concat", [prefix + "negative", positive], [_SCORES_NAME], axis=1)]
+    graph.node.extend(nodes)
 
 
 def _the_input(graph) -> tuple[str, int | None]:
