@@ -129,19 +129,38 @@ def test_a_regressor_giving_a_one_dimensional_output(conn):
 
 # --- onnxmltools ----------------------------------------------------------------------------------------------
 
-def test_onnxmltools_lightgbm_default_export(conn):
-    lightgbm = pytest.importorskip("lightgbm")
+def _onnxmltools(library: str, model, n_features: int):
     onnxmltools = pytest.importorskip("onnxmltools")
     from onnxmltools.convert.common.data_types import FloatTensorType
 
-    frame, labels = _iris()
-    model = lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(frame.to_numpy(), labels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # converter chatter
-        graph = onnxmltools.convert_lightgbm(model, initial_types=[("input", FloatTensorType([None, 4]))])
-    upload(conn, "lgbm", graph, feature_names=IRIS)
+        return getattr(onnxmltools, f"convert_{library}")(
+            model, initial_types=[("input", FloatTensorType([None, n_features]))])
+
+
+def test_onnxmltools_lightgbm_default_export(conn):
+    lightgbm = pytest.importorskip("lightgbm")
+    frame, labels = _iris()
+    model = lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(frame.to_numpy(), labels)
+    upload(conn, "lgbm", _onnxmltools("lightgbm", model, 4), feature_names=IRIS)
     _check_classifier(conn, "lgbm", frame, model.predict(frame.to_numpy()), model.predict_proba(frame.to_numpy()),
                       numeric_labels=False)
+    X, y = trained.diabetes()
+    regressor = lightgbm.LGBMRegressor(n_estimators=20, verbose=-1).fit(X.to_numpy(), y)
+    upload(conn, "lgbm_reg", _onnxmltools("lightgbm", regressor, X.shape[1]), feature_names=list(X.columns))
+    rows = X.to_numpy()[:20]
+    got = conn.execute("SELECT pgml_trigger.predict_batch('lgbm_reg', %s::float8[][])", [rows.tolist()]).fetchone()[0]
+    assert np.allclose(got, regressor.predict(rows), rtol=RTOL, atol=ATOL)
+
+
+def test_onnxmltools_xgboost_default_export(conn):
+    xgboost = pytest.importorskip("xgboost")
+    X, y = trained.breast_cancer()
+    model = xgboost.XGBClassifier(n_estimators=10, max_depth=3).fit(X.to_numpy(), y.to_numpy())
+    upload(conn, "xgb", _onnxmltools("xgboost", model, X.shape[1]), feature_names=list(X.columns))
+    _check_classifier(conn, "xgb", X, model.predict(X.to_numpy()), model.predict_proba(X.to_numpy()),
+                      numeric_labels=True)
 
 
 # --- torch.onnx (tests/graphs/make_torch_graphs.py) ------------------------------------------------------------
