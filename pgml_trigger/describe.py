@@ -181,7 +181,12 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
     else:
         classes = None
     n_features = reading.n_features
-    if feature_names is not None:
+    if reading.feature_names is not None:  # one input per feature: the server feeds them by name
+        names = list(reading.feature_names)
+        if feature_names is not None and [str(name) for name in feature_names] != names:
+            raise InvalidModel(f"feature_names {list(feature_names)} differ from the names of the ONNX graph's "
+                               f"inputs {names}, one per feature; leave feature_names out")
+    elif feature_names is not None:
         names = [str(name) for name in feature_names]
         if n_features is not None and len(names) != n_features:
             raise InvalidModel(f"feature_names has {len(names)} names but the ONNX input takes {n_features} features")
@@ -191,7 +196,8 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
         raise InvalidModel("the ONNX input's feature dimension is not fixed; pass feature_names")
     if len(set(names)) != len(names):
         raise InvalidModel(f"feature names must be unique: {names}")
-    schema = FeatureSchema(names=tuple(names), types=(NUMBER,) * len(names), accepts_nan=False, input_kind="array")
+    schema = FeatureSchema(names=tuple(names), types=reading.feature_types or (NUMBER,) * len(names),
+                           accepts_nan=False, input_kind="array" if reading.feature_names is None else "frame")
     return ModelInfo(task=reading.task, classes=[_json_scalar(label) for label in classes] if classes else None,
                      schema=schema)
 

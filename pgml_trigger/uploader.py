@@ -14,6 +14,7 @@ from .describe import describe, describe_onnx
 from .errors import InvalidModel
 from .linear import linear_form
 from .profile import training_profile
+from .server.features import NUMBER
 from .sqlfiles import query
 
 _REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes", "feature_names", "feature_types",
@@ -143,16 +144,15 @@ def _onnx_payload(model) -> bytes:
 
 
 def _check_onnx_runs(payload: bytes, info) -> None:
-    """onnxruntime here must run the graph on a row of zeros, giving what describe_onnx() promised."""
-    import numpy as np
-
+    """onnxruntime here must run the graph on rows of zeros (and empty text), giving what describe_onnx() promised."""
     from .server import onnx_graph
     from .server.engines import OnnxEngine
 
     try:
         graph, output = onnx_graph.scoring_graph(payload, info.task)  # as the server will load it (cache.py)
         engine = OnnxEngine(graph, info.schema, info.classes, output)
-        scores = engine.predict_proba_rows(np.zeros((2, len(info.schema.names))))
+        row = [0.0 if kind == NUMBER else "" for kind in info.schema.types]
+        scores = engine.predict_proba_rows([row, row])
     except Exception as exc:  # onnxruntime's errors have no common base
         raise InvalidModel(f"onnxruntime cannot score the ONNX graph: {type(exc).__name__}: {exc}") from exc
     width = len(info.classes) if info.classes is not None else 1

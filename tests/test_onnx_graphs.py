@@ -47,14 +47,18 @@ def _scores(conn, name: str, frame: pd.DataFrame, classifier: bool) -> dict:
     else:
         got["value"] = [value for (value,) in conn.execute(
             "SELECT pgml_trigger.predict(%s, to_jsonb(r)) FROM rows AS r ORDER BY id", [name])]
-        got["batch"] = conn.execute("SELECT pgml_trigger.predict_batch(%s, %s::float8[][])",
-                                    [name, frame.to_numpy().tolist()]).fetchone()[0]
+        got["batch"] = _batch(conn, name)
         output = "double precision"
     create_table(conn, "scored", frame, extra={"output": output})
     conn.execute("SELECT pgml_trigger.attach('scored', %s, 'output')", [name])
     copy_rows(conn, "scored", frame)
     got["trigger"] = [value for (value,) in conn.execute("SELECT output FROM scored ORDER BY id")]
     return got
+
+
+def _batch(conn, name: str) -> list:
+    return conn.execute("SELECT pgml_trigger.predict_batch(%s, array_agg(to_jsonb(r) ORDER BY id)) FROM rows AS r",
+                        [name]).fetchone()[0]
 
 
 def _check_classifier(conn, name, frame, labels, proba, *, numeric_labels: bool, rtol=RTOL, atol=ATOL) -> None:
@@ -67,9 +71,7 @@ def _check_classifier(conn, name, frame, labels, proba, *, numeric_labels: bool,
         values = [value for (value,) in conn.execute(
             "SELECT pgml_trigger.predict(%s, to_jsonb(r)) FROM rows AS r ORDER BY id", [name])]
         assert values == [float(label) for label in labels]
-        batch = conn.execute("SELECT pgml_trigger.predict_batch(%s, %s::float8[][])",
-                             [name, frame.to_numpy().tolist()]).fetchone()[0]
-        assert batch == [float(label) for label in labels]
+        assert _batch(conn, name) == [float(label) for label in labels]
     else:
         with pytest.raises(psycopg.errors.WrongObjectType, match="predicts text labels"):
             conn.execute("SELECT pgml_trigger.predict(%s, to_jsonb(r)) FROM rows AS r LIMIT 1", [name])
@@ -113,6 +115,40 @@ def test_skl2onnx_default_export_of_a_regressor_with_double_input(conn):
     graph = to_onnx(model, X.to_numpy())  # double in, [N, 1] double out
     upload(conn, "diabetes", graph, feature_names=list(X.columns))
     _check_regressor(conn, "diabetes", X, model.predict(X), rtol=1e-12, atol=1e-9)
+
+
+def test_skl2onnx_default_export_of_a_dataframe_pipeline_takes_one_input_per_column(conn):
+    """to_onnx(pipeline, frame): an input per column, named like it (double and string here), scored by name."""
+    X, _ = trained.diabetes_mixed()
+    model = trained.mixed_pipeline()
+    graph = to_onnx(model, X[:1])
+    assert [item.name for item in graph.graph.input] == list(X.columns)
+    upload(conn, "mixed", graph)
+    assert conn.execute("SELECT feature_names, feature_types FROM pgml_trigger.models").fetchone() == (
+        list(X.columns), ["number"] * 5 + ["string"] * 2)
+    _check_regressor(conn, "mixed", X, model.predict(X), rtol=1e-12, atol=1e-9)
+    with pytest.raises(InvalidModel, match="differ from the names of the ONNX graph's inputs"):
+        upload(conn, "mixed", graph, feature_names=[f"x{i}" for i in range(7)])
+
+
+def test_one_input_per_column_with_whole_numbers_and_text_labels(conn):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    X, y = trained.diabetes_mixed()
+    frame = X.astype({name: np.float32 for name in ["age", "bmi", "bp", "s1", "s5"]})
+    frame["visits"] = np.arange(len(frame)) % 7  # int64: an int64 input
+    numbers = ["age", "bmi", "bp", "s1", "s5", "visits"]
+    model = make_pipeline(ColumnTransformer([("text", OneHotEncoder(handle_unknown="ignore"), ["sex", "bmi_band"]),
+                                             ("numbers", StandardScaler(), numbers)]),
+                          LogisticRegression()).fit(frame, np.where(y > 140, "high", "low"))
+    upload(conn, "risk", to_onnx(model, frame[:1]))  # a string label and a ZipMap
+    _check_classifier(conn, "risk", frame, model.predict(frame), model.predict_proba(frame), numeric_labels=False)
+    with pytest.raises(psycopg.errors.DataException, match="feature 'visits' takes whole numbers"):
+        conn.execute("SELECT pgml_trigger.predict_label('risk', to_jsonb(r) || '{\"visits\": 2.5}') FROM rows AS r "
+                     "LIMIT 1")
 
 
 def test_a_regressor_giving_a_one_dimensional_output(conn):

@@ -1,7 +1,9 @@
 """Reading an uploaded ONNX graph as converters emit it, and the graph the server actually runs.
 
-An uploaded graph takes one float or double tensor [N, n_features] and gives,
-in whatever order and beside whatever else:
+An uploaded graph takes either one float or double tensor [N, n_features],
+or one input per feature, [N, 1] each, named like the feature: float,
+double, int64 (whole numbers) or string, as skl2onnx converts a pipeline
+fitted on a DataFrame. It gives, in whatever order and beside whatever else:
 
 * a regressor: one float/double tensor [N] or [N, 1], the value;
 * a classifier from a converter (skl2onnx, onnxmltools): a label tensor
@@ -33,13 +35,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import InvalidModel
+from .features import NUMBER, STRING
 
 # onnx.TensorProto element types: FLOAT = 1, INT64 = 7, STRING = 8, DOUBLE = 11.
-FLOAT_TYPES = {1: "float", 11: "double"}
-LABEL_TYPES = {7: "int64", 8: "string"}
+FLOAT_TYPES = {1, 11}
+LABEL_TYPES = {7, 8}
+COLUMN_TYPES = {1: NUMBER, 11: NUMBER, 7: NUMBER, 8: STRING}  # of an input holding one feature
 _TYPE_NAMES = {1: "float", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 8: "string", 9: "bool", 10: "float16",
                11: "double"}
-ACCEPTED = ("one float or double tensor input [N, n_features]; outputs: a regression value [N] or [N, 1], or "
+ACCEPTED = ("one float or double tensor input [N, n_features] (or one [N, 1] input per feature: float, double, "
+            "int64 or string); outputs: a regression value [N] or [N, 1], or "
             "class probabilities [N, n_classes] (a tensor, a ZipMap, or one Softmax/logits tensor) with or "
             "without a label [N]")
 
@@ -51,7 +56,8 @@ _SCORES_NAME = "pgml_trigger_scores"
 
 @dataclass(frozen=True)
 class GraphReading:
-    input_name: str
+    feature_names: tuple[str, ...] | None  # the inputs' names when the graph takes one input per feature
+    feature_types: tuple[str, ...] | None  # NUMBER or STRING for each of those
     n_features: int | None
     task: str  # "classification" | "regression"
     classes: list | None  # labels in probability column order, when the graph names them
@@ -73,31 +79,28 @@ def load(payload: bytes):
 def read(model, task: str | None = None) -> GraphReading:
     """What an uploaded graph takes and gives; InvalidModel, naming what was found, when it cannot be scored."""
     graph = model.graph
-    input_name, n_features = _the_input(graph)
+    inputs = _the_inputs(graph)
     producers = {output: node for node in graph.node for output in node.output}
-    zipmaps, labels, tables, values, others = [], [], [], [], []
+    # Outputs of other kinds (a sequence that no ZipMap makes, a tensor of another shape) are left unread.
+    zipmaps, labels, tables, values = [], [], [], []
     for output in graph.output:
-        kind = output.type.WhichOneof("value")
-        tensor = output.type.tensor_type
-        dims = _dims(output)
-        if kind == "sequence_type" and producers.get(output.name) is not None \
-                and producers[output.name].op_type == "ZipMap":
-            zipmaps.append(producers[output.name])
-        elif kind != "tensor_type":
-            others.append(output)
+        tensor, dims, producer = output.type.tensor_type, _dims(output), producers.get(output.name)
+        if output.type.WhichOneof("value") == "sequence_type" and producer is not None \
+                and producer.op_type == "ZipMap":
+            zipmaps.append(producer)
+        elif output.type.WhichOneof("value") != "tensor_type":
+            continue
         elif tensor.elem_type in LABEL_TYPES and _is_column(dims):
             labels.append(output)
         elif tensor.elem_type in FLOAT_TYPES and _is_column(dims):
             values.append(output)
         elif tensor.elem_type in FLOAT_TYPES and len(dims) == 2:
             tables.append(output)
-        else:
-            others.append(output)
     found = f"found outputs {_describe(graph.output)}; accepted: {ACCEPTED}"
     if zipmaps:
         zipmap = zipmaps[0]
         classes = _attribute_labels(zipmap) or _classifier_labels(graph)
-        return GraphReading(input_name, n_features, _task(task, "classification", found), classes,
+        return GraphReading(*inputs, _task(task, "classification", found), classes,
                             len(classes) if classes else None, zipmap.input[0], PROBABILITIES, True)
     if len(tables) == 1 and not values:
         scores = tables[0]
@@ -108,14 +111,14 @@ def read(model, task: str | None = None) -> GraphReading:
         else:
             kind = {"Softmax": PROBABILITIES, "LogSoftmax": LOG_PROBABILITIES}.get(
                 producer.op_type if producer is not None else None, LOGITS)
-        return GraphReading(input_name, n_features, _task(task, "classification", found), _classifier_labels(graph),
+        return GraphReading(*inputs, _task(task, "classification", found), _classifier_labels(graph),
                             n_classes, scores.name, kind, bool(labels))
     if len(values) == 1 and not tables and not labels and task == "classification":
         producer = producers.get(values[0].name)
         kind = POSITIVE_PROBABILITY if producer is not None and producer.op_type == "Sigmoid" else POSITIVE_LOGIT
-        return GraphReading(input_name, n_features, task, None, 2, values[0].name, kind, False)
+        return GraphReading(*inputs, task, None, 2, values[0].name, kind, False)
     if len(values) == 1 and not tables and not labels:
-        return GraphReading(input_name, n_features, _task(task, "regression", found), None, None, values[0].name,
+        return GraphReading(*inputs, _task(task, "regression", found), None, None, values[0].name,
                             VALUE, False)
     raise InvalidModel(f"pgml_trigger cannot tell what to score in this ONNX graph: {found}")
 
@@ -168,11 +171,18 @@ def _append_both_classes(graph, scores: str, elem_type: int, logit: bool) -> Non
     graph.node.extend(nodes)
 
 
-def _the_input(graph) -> tuple[str, int | None]:
+def _the_inputs(graph) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None, int | None]:
+    """(feature names, feature types, number of features): names and types only for one input per feature."""
     initializers = {tensor.name for tensor in graph.initializer}
     inputs = [item for item in graph.input if item.name not in initializers]
-    if len(inputs) != 1:
+    if len(inputs) > 1 or (inputs and inputs[0].type.tensor_type.elem_type not in FLOAT_TYPES
+                            and _is_column(_dims(inputs[0]))):
+        if all(_is_column(_dims(item)) and item.type.tensor_type.elem_type in COLUMN_TYPES for item in inputs):
+            return (tuple(item.name for item in inputs),
+                    tuple(COLUMN_TYPES[item.type.tensor_type.elem_type] for item in inputs), len(inputs))
         raise InvalidModel(f"the ONNX graph has {len(inputs)} inputs: {_describe(inputs)}; accepted: {ACCEPTED}")
+    if not inputs:
+        raise InvalidModel(f"the ONNX graph has no inputs; accepted: {ACCEPTED}")
     graph_input = inputs[0]
     dims = _dims(graph_input)
     if graph_input.type.WhichOneof("value") != "tensor_type" \
@@ -182,7 +192,7 @@ def _the_input(graph) -> tuple[str, int | None]:
     if dims[0] == 1:
         raise InvalidModel(f"the ONNX input is {_describe([graph_input])}, fixed to one row; accepted: {ACCEPTED} "
                            "(torch.onnx.export: dynamic_axes={input: {0: 'N'}})")
-    return graph_input.name, dims[1] if isinstance(dims[1], int) else None
+    return None, None, dims[1] if isinstance(dims[1], int) else None
 
 
 def _task(given: str | None, read_off: str, found: str) -> str:
@@ -261,9 +271,15 @@ def _prune(graph, output: str) -> None:
                     needed.update(_subgraph_inputs(attribute))
     del graph.node[:]
     graph.node.extend(reversed(kept))
-    initializers = [tensor for tensor in graph.initializer if tensor.name in needed]
+    unused = {tensor.name for tensor in graph.initializer} - needed
+    initializers = [tensor for tensor in graph.initializer if tensor.name not in unused]
     del graph.initializer[:]
     graph.initializer.extend(initializers)
+    # Graphs of IR version < 4 list their initializers among the inputs too; an input left without its
+    # initializer would become one the caller must feed.
+    inputs = [item for item in graph.input if item.name not in unused]
+    del graph.input[:]
+    graph.input.extend(inputs)
 
 
 def _subgraph_inputs(attribute) -> set:
