@@ -70,12 +70,14 @@ def resolve(source) -> MlflowModel:
                                        f"{exc.message}") from exc
                 meta, flavor, model = _read(local, source)
             source_uri = _pinned(mlflow, source)
-            metrics = _run_metrics(mlflow, meta.run_id)
+            metrics, unread = _run_metrics(mlflow, meta.run_id)
         else:
             local = Path(source)
             local = local.parent if local.name == "MLmodel" else local
             meta, flavor, model = _read(local, str(source))
-            source_uri, metrics = str(local.resolve()), None
+            source_uri, metrics, unread = str(local.resolve()), None, None
+    if unread is not None:  # the model itself was read: its run's metrics are not worth failing the upload for
+        warnings.warn(f"pgml_trigger: the metrics of {source}'s run were not read: {unread}", stacklevel=3)
     names, types = _signature(meta, str(source))
     own_names = getattr(model, "feature_names_in_", None) is not None
     return MlflowModel(model=model, flavor=flavor, feature_names=None if own_names else names, feature_types=types,
@@ -120,12 +122,18 @@ def _pinned(mlflow, uri: str) -> str:
     return f"models:/{match['name']}/{version}"
 
 
-def _run_metrics(mlflow, run_id: str | None) -> dict | None:
+def _run_metrics(mlflow, run_id: str | None) -> tuple[dict | None, str | None]:
+    """(the run's metrics, or why they could not be read)."""
+    from mlflow.exceptions import MlflowException
+
     if not run_id:
-        return None
-    metrics = mlflow.MlflowClient().get_run(run_id).data.metrics
+        return None, None
+    try:
+        metrics = mlflow.MlflowClient().get_run(run_id).data.metrics
+    except MlflowException as exc:  # e.g. a registry whose runs live in a tracking server this user cannot read
+        return None, exc.message
     # jsonb has no NaN or infinity; such a metric is left out rather than failing the upload.
-    return {name: value for name, value in metrics.items() if math.isfinite(value)} or None
+    return {name: value for name, value in metrics.items() if math.isfinite(value)} or None, None
 
 
 def _signature(meta, shown: str) -> tuple[list[str] | None, dict[str, str] | None]:

@@ -151,3 +151,13 @@ def test_what_cannot_be_read_is_refused_and_nothing_stored(conn, registry, monke
         upload(conn, "diabetes", "models:/diabetes@champion")
     assert caught.value.hint == "pip install 'pgml_trigger[mlflow]'"
     assert conn.execute("SELECT count(*) FROM pgml_trigger.models").fetchone()[0] == 0
+
+
+def test_a_run_whose_metrics_cannot_be_read_still_uploads_with_a_warning(conn, registry, monkeypatch):
+    def refuse(self, run_id):
+        raise mlflow.exceptions.MlflowException(f"Run '{run_id}' not found")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "get_run", refuse)
+    with pytest.warns(UserWarning, match=r"the metrics of models:/diabetes/1's run were not read: Run '\w+' not found"):
+        upload(conn, "diabetes", "models:/diabetes/1")
+    assert [row[:4] for row in _versions(conn)] == [(1, "models:/diabetes/1", mlflow.__version__, None)]
