@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--format", choices=("joblib", "skops"),
                         help="how to store a scikit-learn model (default: skops for .skops files, else joblib)")
     upload.add_argument("--classes", help="comma-separated class labels of an ONNX classifier, in probability order")
+    upload.add_argument("--task", choices=("classification", "regression"),
+                        help="what an ONNX graph is, where its outputs leave it open (a network's one output column)")
     upload.add_argument("--hmac-key-file", type=Path,
                         help="sign the upload with this key (default: $PGML_TRIGGER_HMAC_KEY_FILE)")
     _dsn_option(upload)
@@ -146,7 +148,7 @@ def _upload(args) -> int:
     classes = [_label(text) for text in args.classes.split(",")] if args.classes else None
     key = args.hmac_key_file.read_bytes().rstrip(b"\r\n") if args.hmac_key_file else None
     version = upload(args.dsn, args.name, model, feature_names=names, alias=args.alias,
-                     description=args.description, format=fmt, classes=classes, hmac_key=key)
+                     description=args.description, format=fmt, classes=classes, task=args.task, hmac_key=key)
     print(f"uploaded {args.name}@{version}" + (f" (alias {args.alias})" if args.alias else ""))
     return 0
 

@@ -8,6 +8,8 @@ in float32 where the graph does), and within 1e-5 of what torch computed (tests/
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -25,7 +27,8 @@ from pgml_trigger import upload
 from pgml_trigger.compile import ATOL, RTOL
 from pgml_trigger.errors import InvalidModel
 
-GRAPHS = Path(__file__).resolve().parent / "graphs"
+ROOT = Path(__file__).resolve().parent.parent
+GRAPHS = ROOT / "tests" / "graphs"
 IRIS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
@@ -228,27 +231,49 @@ def test_torch_mlp_classifier_emitting_logits(conn, classes):
                       numeric_labels=classes is None, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("last", ["Sigmoid", None], ids=["probability", "logit"])
-def test_a_binary_network_giving_one_column(conn, last):
-    """task="classification": the column is the second class's probability after a Sigmoid, else its logit."""
-    X, y = trained.breast_cancer()
+def _binary_network(sigmoid: bool) -> tuple[bytes, np.ndarray]:
+    """A logistic regression as a network exports it: one column, the logit or (after a Sigmoid) the probability;
+    and the second class's probability on the breast-cancer rows."""
+    X, _ = trained.breast_cancer()
     mean, scale = X.mean().to_numpy(), X.std().to_numpy()
     weights = (np.linspace(-1, 1, 30) / scale).astype(np.float32).reshape(30, 1)
     bias = np.array([float(-(mean / scale) @ np.linspace(-1, 1, 30))], dtype=np.float32)
     nodes = [helper.make_node("MatMul", ["X", "w"], ["xw"]),
-             helper.make_node("Add", ["xw", "b"], ["logit" if last else "y"])]
-    if last:
-        nodes.append(helper.make_node(last, ["logit"], ["y"]))
+             helper.make_node("Add", ["xw", "b"], ["logit" if sigmoid else "y"])]
+    if sigmoid:
+        nodes.append(helper.make_node("Sigmoid", ["logit"], ["y"]))
     graph = helper.make_model(helper.make_graph(
         nodes, "binary", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 30])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
         [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(bias, "b")]),
         opset_imports=[helper.make_opsetid("", 17)])
+    return graph.SerializeToString(), 1 / (1 + np.exp(-(X.to_numpy() @ weights.astype(np.float64) + bias[0]).ravel()))
+
+
+@pytest.mark.parametrize("sigmoid", [True, False], ids=["probability", "logit"])
+def test_a_binary_network_giving_one_column(conn, sigmoid):
+    """task="classification": the column is the second class's probability after a Sigmoid, else its logit."""
+    X, _ = trained.breast_cancer()
+    graph, positive = _binary_network(sigmoid)
     upload(conn, "binary", graph, feature_names=list(X.columns), task="classification", classes=["benign", "malign"])
-    positive = 1 / (1 + np.exp(-(X.to_numpy() @ weights.astype(np.float64) + bias[0]).ravel()))
     proba = np.column_stack([1 - positive, positive])
     labels = np.where(positive > 0.5, "malign", "benign")
     _check_classifier(conn, "binary", X, labels, proba, numeric_labels=False, rtol=0, atol=1e-5)
+
+
+def test_cli_uploads_network_graphs_with_classes_and_task(conn, dsn, tmp_path):
+    binary = tmp_path / "binary.onnx"
+    binary.write_bytes(_binary_network(sigmoid=True)[0])
+    for file, options in ((GRAPHS / "mlp_classifier.onnx", ["--classes", "setosa,versicolor,virginica"]),
+                          (binary, ["--task", "classification"]),
+                          (GRAPHS / "mlp_regressor.onnx", [])):
+        done = subprocess.run([sys.executable, "-m", "pgml_trigger", "upload", str(file), "--name", file.stem,
+                               "--dsn", dsn, *options], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+    assert conn.execute("SELECT name, task, classes FROM pgml_trigger.models ORDER BY name").fetchall() == [
+        ("binary", "classification", [0, 1]),
+        ("mlp_classifier", "classification", ["setosa", "versicolor", "virginica"]),
+        ("mlp_regressor", "regression", None)]
 
 
 # --- refused ----------------------------------------------------------------------------------------------------
