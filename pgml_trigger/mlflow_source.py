@@ -97,9 +97,14 @@ def _read(local: Path, shown: str):
     """(the MLmodel, the flavor read, the model object) of a model directory."""
     import importlib
 
+    from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    meta = Model.load(str(local))
+    try:
+        meta = Model.load(str(local))
+    except (MlflowException, OSError) as exc:
+        raise InvalidModel(f"{shown} is no MLflow model: {type(exc).__name__}: {exc}",
+                           hint="point at the directory MLflow logged the model to (it holds an MLmodel file)") from exc
     flavor = next((name for name in FLAVORS if name in meta.flavors), None)
     if flavor is None:
         raise InvalidModel(f"the MLflow model {shown} has the flavors {', '.join(meta.flavors)}; pgml_trigger "

@@ -47,6 +47,7 @@ def _register(tmp_path: Path) -> dict:
         with mlflow.start_run(experiment_id=experiment) as run:
             mlflow.log_metric("rmse", 53.5)
             mlflow.log_metric("r2", 0.51)
+            mlflow.log_text("trained on the diabetes data", "notes/readme.txt")  # an artifact that is no model
             mlflow.sklearn.log_model(model, name="model", signature=infer_signature(X, model.predict(X)),
                                      registered_model_name="diabetes", pip_requirements=[])
         mlflow.MlflowClient().set_registered_model_alias("diabetes", "champion", 1)
@@ -146,6 +147,14 @@ def test_cli_uploads_an_mlflow_uri(conn, dsn, registry):
 def test_what_cannot_be_read_is_refused_and_nothing_stored(conn, registry, monkeypatch):
     with pytest.raises(InvalidModel, match=r"MLflow cannot find models:/diabetes/7 \(tracking URI sqlite:"):
         upload(conn, "diabetes", "models:/diabetes/7")
+    with pytest.raises(InvalidModel, match=rf"runs:/{registry['run_id']}/notes is no MLflow model"):
+        upload(conn, "diabetes", f"runs:/{registry['run_id']}/notes")
+    pyfunc = registry["tmp"] / "pyfunc"
+    pyfunc.mkdir()
+    (pyfunc / "MLmodel").write_text("flavors:\n  python_function:\n    loader_module: churn.scoring\n")
+    with pytest.raises(InvalidModel, match=r"has the flavors python_function; pgml_trigger uploads onnx, sklearn, "
+                                           r"xgboost, lightgbm, catboost"):
+        upload(conn, "diabetes", pyfunc)
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if MLflow were not installed
     with pytest.raises(MissingExtra, match="reading MLflow models needs MLflow") as caught:
         upload(conn, "diabetes", "models:/diabetes@champion")
