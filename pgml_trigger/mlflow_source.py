@@ -7,10 +7,11 @@ stores: the flavor's native model object (a scikit-learn estimator, an XGBoost/L
 model) or, for the onnx flavor, the ONNX graph; the feature names and types from the signature;
 the run's metrics; and where it came from.
 
-URIs are ``models:/<name>/<version>``, ``models:/<name>@<alias>`` (recorded as the version the alias
-pointed to at upload, since aliases move), any other ``models:/`` form MLflow resolves, and
-``runs:/<run_id>/<path>``. MLflow finds its tracking server and registry as it always does
-(``MLFLOW_TRACKING_URI``, ``MLFLOW_REGISTRY_URI``, or ``mlflow.set_tracking_uri()`` in the caller).
+URIs are ``models:/<name>/<version>``, ``models:/<name>@<alias>``, ``models:/<name>/latest`` or
+``/<stage>`` (these three recorded as the version they pointed to at upload, since they move), any
+other ``models:/`` form MLflow resolves, and ``runs:/<run_id>/<path>``. MLflow finds its tracking
+server and registry as it always does (``MLFLOW_TRACKING_URI``, ``MLFLOW_REGISTRY_URI``, or
+``mlflow.set_tracking_uri()`` in the caller).
 A directory is read as it is: no tracking server is asked, so it brings no metrics.
 """
 
@@ -30,7 +31,7 @@ from .server.features import NUMBER, STRING
 # Which flavor is read when an MLmodel has several: an ONNX graph as it is, else the native model.
 FLAVORS = ("onnx", "sklearn", "xgboost", "lightgbm", "catboost")
 URI_SCHEMES = ("models:/", "runs:/")
-_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)$")
+_MOVING = re.compile(r"^models:/(?P<name>[^/@]+)(@(?P<alias>[^/]+)|/(?P<which>[^/]+))$")
 _NUMERIC = {"boolean", "integer", "long", "float", "double"}
 
 
@@ -119,11 +120,17 @@ def _read(local: Path, shown: str):
 
 
 def _pinned(mlflow, uri: str) -> str:
-    """The URI of the version an alias points to now: what was uploaded, whatever the alias does later."""
-    match = _ALIAS.match(uri)
-    if match is None:
+    """The URI of the version an alias, ``latest`` or a stage points to now: what was uploaded, whatever they
+    point to later. Other URIs are immutable already (a version number, a run, a logged model's id)."""
+    match = _MOVING.match(uri)
+    if match is None or (match["which"] or "").isdigit():
         return uri
-    version = mlflow.MlflowClient().get_model_version_by_alias(match["name"], match["alias"]).version
+    client = mlflow.MlflowClient()
+    if match["alias"] is not None:
+        version = client.get_model_version_by_alias(match["name"], match["alias"]).version
+    else:  # MLflow's stages (deprecated, still served) and "latest", the newest version of any stage
+        stages = None if match["which"].lower() == "latest" else [match["which"]]
+        version = max(int(found.version) for found in client.get_latest_versions(match["name"], stages))
     return f"models:/{match['name']}/{version}"
 
 

@@ -86,7 +86,7 @@ def test_upload_by_version_run_and_directory(conn, registry):
         warnings.simplefilter("ignore")
         mlflow.sklearn.save_model(model, str(directory), signature=infer_signature(X, model.predict(X)),
                                   pip_requirements=[])
-    upload(conn, "diabetes", "models:/diabetes/1")
+    upload(conn, "diabetes", "models:/diabetes/latest")
     upload(conn, "diabetes", f"runs:/{run_id}/model", metrics={"rmse": 50.0, "checked_by": 1.0})
     upload(conn, "diabetes", directory)
     upload(conn, "diabetes", str(directory / "MLmodel"))
