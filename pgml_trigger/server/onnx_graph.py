@@ -176,8 +176,9 @@ def _the_inputs(graph) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None, 
     initializers = {tensor.name for tensor in graph.initializer}
     inputs = [item for item in graph.input if item.name not in initializers]
     if len(inputs) > 1 or (inputs and inputs[0].type.tensor_type.elem_type not in FLOAT_TYPES
-                            and _is_column(_dims(inputs[0]))):
-        if all(_is_column(_dims(item)) and item.type.tensor_type.elem_type in COLUMN_TYPES for item in inputs):
+                            and _dims(inputs[0])[1:] == [1]):
+        # One feature each: [N, 1], what the engine feeds them (engines.onnx_inputs)
+        if all(_dims(item)[1:] == [1] and item.type.tensor_type.elem_type in COLUMN_TYPES for item in inputs):
             return (tuple(item.name for item in inputs),
                     tuple(COLUMN_TYPES[item.type.tensor_type.elem_type] for item in inputs), len(inputs))
         raise InvalidModel(f"the ONNX graph has {len(inputs)} inputs: {_describe(inputs)}; accepted: {ACCEPTED}")
