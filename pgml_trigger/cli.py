@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--remove-environment", action="store_true",
                            help="also delete the server's Python environment (shared by other databases?)")
 
-    upload = commands.add_parser("upload", help="upload a saved model file (.joblib, .pkl, .skops, .onnx)")
-    upload.add_argument("file", type=Path)
+    upload = commands.add_parser("upload", help="upload a saved model file (.joblib, .pkl, .skops, .onnx), an MLflow "
+                                 "model directory, or an MLflow models:/ or runs:/ URI")
+    upload.add_argument("file", metavar="FILE_OR_URI")
     upload.add_argument("--name", required=True)
     upload.add_argument("--alias")
     upload.add_argument("--description")
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--format", choices=("joblib", "skops"),
                         help="how to store a scikit-learn model (default: skops for .skops files, else joblib)")
     upload.add_argument("--classes", help="comma-separated class labels of an ONNX classifier, in probability order")
+    upload.add_argument("--task", choices=("classification", "regression"),
+                        help="what an ONNX graph is, where its outputs leave it open (a network's one output column)")
     upload.add_argument("--hmac-key-file", type=Path,
                         help="sign the upload with this key (default: $PGML_TRIGGER_HMAC_KEY_FILE)")
     _dsn_option(upload)
@@ -157,25 +160,30 @@ def _transfer(args) -> None:
 
 def _upload(args) -> int:
     from . import formats
+    from .mlflow_source import is_mlflow_source
     from .uploader import upload
 
-    suffix = args.file.suffix.lower()
-    if suffix not in LOADABLE_SUFFIXES:
-        print(f"pgml-trigger: {args.file} is not a .joblib, .pkl, .skops or .onnx file", file=sys.stderr)
+    file = Path(args.file)
+    suffix = file.suffix.lower()
+    if is_mlflow_source(args.file):  # read through its flavor by upload() (mlflow_source.py)
+        model, fmt = args.file, args.format
+    elif suffix not in LOADABLE_SUFFIXES:
+        print(f"pgml-trigger: {args.file} is not a .joblib, .pkl, .skops or .onnx file, an MLflow model directory "
+              "or a models:/ or runs:/ URI", file=sys.stderr)
         return 2
-    if suffix == ".onnx":
-        model, fmt = args.file, "onnx"
+    elif suffix == ".onnx":
+        model, fmt = file, "onnx"
     elif suffix == ".skops":  # loaded under the server's allow-list, so what uploads is what will load
-        model, fmt = formats.load(args.file.read_bytes(), "skops"), args.format or "skops"
+        model, fmt = formats.load(file.read_bytes(), "skops"), args.format or "skops"
     else:
         import joblib
 
-        model, fmt = joblib.load(args.file), args.format or "joblib"  # the user's own file, in their own process
+        model, fmt = joblib.load(file), args.format or "joblib"  # the user's own file, in their own process
     names = args.feature_names.split(",") if args.feature_names else None
     classes = [_label(text) for text in args.classes.split(",")] if args.classes else None
     key = args.hmac_key_file.read_bytes().rstrip(b"\r\n") if args.hmac_key_file else None
     version = upload(args.dsn, args.name, model, feature_names=names, alias=args.alias,
-                     description=args.description, format=fmt, classes=classes, hmac_key=key)
+                     description=args.description, format=fmt, classes=classes, task=args.task, hmac_key=key)
     print(f"uploaded {args.name}@{version}" + (f" (alias {args.alias})" if args.alias else ""))
     return 0
 

@@ -155,51 +155,38 @@ def _learned_strings(fitted, position: int) -> bool:
     return False
 
 
-# ONNX element types an uploaded graph may take and give (onnx.TensorProto: FLOAT = 1, DOUBLE = 11).
-ONNX_FLOAT_TYPES = {1: "float32", 11: "float64"}
-
-
 def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | None = None) -> ModelInfo:
-    """Validate an ONNX graph for upload and describe it, from its inputs and outputs and the arguments.
+    """Validate an ONNX graph for upload and describe it, from the graph and the arguments.
 
-    Supported graphs take one float (or double) tensor of shape [N, n_features] and give either one
-    output, the regression value ([N] or [N, 1]), or two, a label ([N]) and the class probabilities
-    ([N, n_classes] float tensor, e.g. skl2onnx with ``options={"zipmap": False}``). The class labels,
-    in probability column order, come from ``classes`` or else from the graph's classifier operator
-    (``classlabels_int64s`` / ``classlabels_strings``, which skl2onnx writes). The label is taken as
-    the most probable class, as on the compiled path.
+    What graphs are accepted and how they are read: server/onnx_graph.py. The class labels, in
+    probability column order, come from ``classes``, else from the graph (a ZipMap's or the classifier
+    operator's labels, as skl2onnx and onnxmltools write them), else, for a graph that gives only
+    class scores (torch.onnx), the column indexes 0..n_classes-1. ``task`` must agree with the graph.
     """
-    import onnx
+    from .server import onnx_graph
 
-    try:
-        graph = onnx.load_from_string(payload).graph
-    except Exception as exc:  # protobuf's DecodeError and friends: whatever it is, it is no ONNX model
-        raise InvalidModel(f"not an ONNX model: {type(exc).__name__}: {exc}") from exc
-    initializers = {tensor.name for tensor in graph.initializer}
-    inputs = [item for item in graph.input if item.name not in initializers]
-    if len(inputs) != 1:
-        raise InvalidModel(f"the ONNX graph has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
-                           "pgml_trigger scores graphs with one float tensor input of shape [N, n_features]")
-    n_features = _onnx_features(inputs[0])
-    outputs = list(graph.output)
-    for output in outputs:
-        if output.type.WhichOneof("value") != "tensor_type":
-            raise InvalidModel(f"ONNX output {output.name!r} is a {output.type.WhichOneof('value')}, not a tensor; "
-                               "convert classifiers without the ZipMap (skl2onnx: options={'zipmap': False})")
-    task = task or ("classification" if len(outputs) == 2 else "regression" if len(outputs) == 1 else None)
-    if task == "regression" and len(outputs) == 1:
-        _onnx_float_output(outputs[0], None)
-        classes = None
-    elif task == "classification" and len(outputs) == 2:
-        classes = list(classes) if classes is not None else _onnx_class_labels(graph)
-        if not classes:
+    reading = onnx_graph.read(onnx_graph.load(payload), task)
+    if reading.task == "classification":
+        if classes is not None:
+            classes = list(classes)
+        elif reading.classes:
+            classes = reading.classes
+        elif not reading.labelled and reading.n_classes:
+            classes = list(range(reading.n_classes))
+        else:
             raise InvalidModel("cannot read the class labels off the ONNX graph; pass classes= in the order of "
                                "its probability columns")
-        _onnx_float_output(outputs[1], len(classes))
+        if reading.n_classes is not None and len(classes) != reading.n_classes:
+            raise InvalidModel(f"{len(classes)} classes given, but the ONNX graph scores {reading.n_classes}")
     else:
-        raise InvalidModel(f"the ONNX graph has {len(outputs)} outputs; pgml_trigger scores regressors with one "
-                           "(the value) and classifiers with two (label, probabilities)")
-    if feature_names is not None:
+        classes = None
+    n_features = reading.n_features
+    if reading.feature_names is not None:  # one input per feature: the server feeds them by name
+        names = list(reading.feature_names)
+        if feature_names is not None and [str(name) for name in feature_names] != names:
+            raise InvalidModel(f"feature_names {list(feature_names)} differ from the names of the ONNX graph's "
+                               f"inputs {names}, one per feature; leave feature_names out")
+    elif feature_names is not None:
         names = [str(name) for name in feature_names]
         if n_features is not None and len(names) != n_features:
             raise InvalidModel(f"feature_names has {len(names)} names but the ONNX input takes {n_features} features")
@@ -209,42 +196,10 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
         raise InvalidModel("the ONNX input's feature dimension is not fixed; pass feature_names")
     if len(set(names)) != len(names):
         raise InvalidModel(f"feature names must be unique: {names}")
-    schema = FeatureSchema(names=tuple(names), types=(NUMBER,) * len(names), accepts_nan=False, input_kind="array")
-    return ModelInfo(task=task, classes=[_json_scalar(label) for label in classes] if classes else None,
+    schema = FeatureSchema(names=tuple(names), types=reading.feature_types or (NUMBER,) * len(names),
+                           accepts_nan=False, input_kind="array" if reading.feature_names is None else "frame")
+    return ModelInfo(task=reading.task, classes=[_json_scalar(label) for label in classes] if classes else None,
                      schema=schema)
-
-
-def _onnx_features(graph_input) -> int | None:
-    tensor = graph_input.type.tensor_type
-    if graph_input.type.WhichOneof("value") != "tensor_type" or tensor.elem_type not in ONNX_FLOAT_TYPES:
-        raise InvalidModel(f"the ONNX input {graph_input.name!r} is not a float or double tensor; text inputs are "
-                           "not supported for uploaded graphs")
-    dims = tensor.shape.dim
-    if len(dims) != 2:
-        raise InvalidModel(f"the ONNX input {graph_input.name!r} has {len(dims)} dimensions; expected [N, n_features]")
-    return dims[1].dim_value if dims[1].HasField("dim_value") else None
-
-
-def _onnx_float_output(output, n_columns: int | None) -> None:
-    tensor = output.type.tensor_type
-    if tensor.elem_type not in ONNX_FLOAT_TYPES:
-        raise InvalidModel(f"ONNX output {output.name!r} is not a float or double tensor")
-    dims = tensor.shape.dim
-    last = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
-    if n_columns is None and not (len(dims) == 1 or (len(dims) == 2 and last == 1)):
-        raise InvalidModel(f"ONNX output {output.name!r} must be [N] or [N, 1] for a regressor")
-    if n_columns is not None and (len(dims) != 2 or last not in (None, n_columns)):
-        raise InvalidModel(f"ONNX output {output.name!r} must be the probabilities, [N, {n_columns}]")
-
-
-def _onnx_class_labels(graph) -> list | None:
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.name == "classlabels_int64s" and attribute.ints:
-                return list(attribute.ints)
-            if attribute.name == "classlabels_strings" and attribute.strings:
-                return [label.decode() for label in attribute.strings]
-    return None
 
 
 def _json_scalar(label):

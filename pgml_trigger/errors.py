@@ -118,6 +118,12 @@ class InstallError(PgmlTriggerError):
     sqlstate = "55000"
 
 
+class MissingExtra(PgmlTriggerError, ImportError):
+    """The uploader needs an optional dependency (an extra of the pgml_trigger package) that is not installed."""
+
+    sqlstate = "0A000"  # feature_not_supported
+
+
 class ModelTooLarge(PgmlTriggerError):
     """A payload larger than a backend may hold (pgml_trigger.model_cache_mb)."""
 

@@ -8,12 +8,13 @@ import re
 from os import PathLike
 from pathlib import Path
 
-from . import formats
+from . import formats, mlflow_source
 from .compile import Compiled, compile_model
 from .describe import describe, describe_onnx
 from .errors import InvalidModel
 from .linear import linear_form
 from .profile import training_profile
+from .server.features import NUMBER
 from .sqlfiles import query
 
 _REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes", "feature_names", "feature_types",
@@ -35,7 +36,11 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     ``format="skops"``; or an ONNX model (its bytes, an ``onnx.ModelProto``,
     or the path of a .onnx file), stored as it is and scored by onnxruntime
     (``classes`` and ``task`` override what the graph says, see
-    describe.describe_onnx). ``feature_names`` names the features of a model
+    describe.describe_onnx); or an MLflow model, given as a ``models:/`` or
+    ``runs:/`` URI or a model directory, read through its flavor (see
+    mlflow_source.py: its signature names the features and gives their
+    types, its run's metrics are kept under ``metrics``' own, and the URI
+    and MLflow version are recorded). ``feature_names`` names the features of a model
     fitted on a bare array (a model fitted on a DataFrame brings its own).
     ``alias`` points that alias at the new version in the same transaction.
     ``sample``, training rows (a DataFrame with the feature columns, or an
@@ -58,6 +63,12 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidModel(f"invalid model name {name!r}: start with a letter or _, then letters, digits, _ . -; "
                            "at most 63 characters")
+    source = None
+    if mlflow_source.is_mlflow_source(model):
+        source = mlflow_source.resolve(model)
+        model = source.model
+        feature_names = feature_names if feature_names is not None else source.feature_names
+        metrics = {**(source.metrics or {}), **(metrics or {})} or None
     fmt = format or ("onnx" if _is_onnx(model) else "joblib")
     if fmt not in formats.FORMATS:
         raise InvalidModel(f"unknown format {fmt!r}; known: {', '.join(formats.FORMATS)}")
@@ -69,6 +80,8 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         form = None
     else:
         info = describe(model, feature_names=feature_names, sample=sample)
+        if source is not None:
+            info = _signature_types(info, source)
         payload = _dump(model, fmt)
         compiled = (compile_model(model, info, sample) if compile
                     else Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"}))
@@ -92,11 +105,23 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         "skops_version": _version("skops") if fmt == "skops" else None,
         "onnxruntime_version": _version("onnxruntime") if "onnx" in (fmt, compiled.format) else None,
         "payload_hmac": formats.signature(key, fmt, sha256, compiled_sha256) if key is not None else None,
+        "source_uri": source.source_uri if source is not None else None,
+        "mlflow_version": source.mlflow_version if source is not None else None,
     }
     if isinstance(conn, str):
         with psycopg.connect(conn) as own:
             return _store(own, params, alias)
     return _store(conn, params, alias)
+
+
+def _signature_types(info, source):
+    """The MLflow signature's column types where they name the model's features: they are the training data's."""
+    from dataclasses import replace
+
+    types = source.feature_types or {}
+    if not set(info.schema.names) <= set(types):
+        return info
+    return replace(info, schema=replace(info.schema, types=tuple(types[name] for name in info.schema.names)))
 
 
 def _is_onnx(model) -> bool:
@@ -119,14 +144,15 @@ def _onnx_payload(model) -> bytes:
 
 
 def _check_onnx_runs(payload: bytes, info) -> None:
-    """onnxruntime here must run the graph on a row of zeros, giving what describe_onnx() promised."""
-    import numpy as np
-
+    """onnxruntime here must run the graph on rows of zeros (and empty text), giving what describe_onnx() promised."""
+    from .server import onnx_graph
     from .server.engines import OnnxEngine
 
     try:
-        engine = OnnxEngine(payload, info.schema, info.classes)
-        scores = engine.predict_proba_rows(np.zeros((2, len(info.schema.names))))
+        graph, output = onnx_graph.scoring_graph(payload, info.task)  # as the server will load it (cache.py)
+        engine = OnnxEngine(graph, info.schema, info.classes, output)
+        row = [0.0 if kind == NUMBER else "" for kind in info.schema.types]
+        scores = engine.predict_proba_rows([row, row])
     except Exception as exc:  # onnxruntime's errors have no common base
         raise InvalidModel(f"onnxruntime cannot score the ONNX graph: {type(exc).__name__}: {exc}") from exc
     width = len(info.classes) if info.classes is not None else 1

@@ -112,10 +112,7 @@ def test_onnx_regressor_from_bytes_with_float_or_double_input(conn, tensor):
 
 
 def test_onnx_graphs_pgml_trigger_cannot_score_are_refused_at_upload(conn):
-    X, _ = trained.breast_cancer()
-    with_zipmap = to_onnx(trained.forest_breast_cancer(), initial_types=[("input", FloatTensorType([None, 30]))])
-    with pytest.raises(InvalidModel, match="zipmap"):
-        upload(conn, "bc", with_zipmap)
+    # Graphs of other shapes (a ZipMap, several inputs, images): tests/test_onnx_graphs.py.
     with pytest.raises(InvalidModel, match="has 2 names but the ONNX input takes 30"):
         upload(conn, "bc", _bc_onnx(trained.forest_breast_cancer()), feature_names=["a", "b"])
     with pytest.raises(InvalidModel, match="not an ONNX model"):

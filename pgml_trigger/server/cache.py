@@ -37,6 +37,7 @@ from ..errors import (
     ModelTooLarge,
     UntrustedContent,
 )
+from . import onnx_graph
 from .catalog import Attachment, Catalog, ModelMeta
 from .counters import Counters
 from .engines import OnnxEngine, SklearnEngine
@@ -120,7 +121,7 @@ class ModelCache:
         if meta.format == "onnx":
             _allow(label, "onnx", "payload", checks)
             payload = self._verified(label, self.catalog.payload(meta.name, meta.version), meta.sha256, "payload")
-            engine, payload_bytes = self._onnx_engine(label, payload, meta, "payload"), len(payload)
+            engine, payload_bytes = self._onnx_engine(label, payload, meta, "payload", uploaded=True), len(payload)
         elif meta.compiled_format == "onnx" and "onnx" in allowed and _onnxruntime_available():
             payload = self._verified(label, self.catalog.compiled_payload(meta.name, meta.version),
                                      meta.compiled_sha256, "compiled payload")
@@ -149,8 +150,12 @@ class ModelCache:
                                         hint="upload the model again with the database's key")
         return checks
 
-    def _onnx_engine(self, label: str, payload: bytes, meta: ModelMeta, what: str) -> OnnxEngine:
+    def _onnx_engine(self, label: str, payload: bytes, meta: ModelMeta, what: str,
+                     uploaded: bool = False) -> OnnxEngine:
         try:
+            if uploaded:  # a graph as its converter emitted it: read once here which output holds the scores
+                graph, output = onnx_graph.scoring_graph(payload, meta.task)
+                return OnnxEngine(graph, meta.schema, meta.classes, output)
             return OnnxEngine(payload, meta.schema, meta.classes)
         except ImportError as exc:
             raise ModelLoadFailed(f"model {label} needs onnxruntime, which this server's environment lacks",

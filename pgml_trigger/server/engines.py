@@ -27,6 +27,8 @@ TIE = 1e-6
 REJECTED_INPUT = (ValueError, TypeError, KeyError, IndexError, RuntimeError)
 
 _ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+# Of a graph's inputs when it takes one per feature (compiled models with text features, uploaded graphs).
+_COLUMN_DTYPES = {**_ONNX_DTYPES, "tensor(int64)": np.int64, "tensor(string)": object}
 
 
 def onnx_session(payload: bytes):
@@ -45,23 +47,40 @@ def most_probable(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return classes[np.argmax(proba >= top - TIE, axis=1)]
 
 
-def onnx_inputs(schema: FeatureSchema, rows, name: str = "features", dtype=np.float32) -> dict:
+def onnx_inputs(schema: FeatureSchema, rows, name: str = "features", dtype=np.float32,
+                column_dtypes: dict | None = None) -> dict:
     """onnxruntime feeds for a sequence of rows, as the uploader's conversion declared them (compile.py).
 
     ``name`` and ``dtype``: of the one input of an all-numeric graph (an uploaded ONNX model names its own).
+    ``column_dtypes``: of each input of a graph taking one input per feature, named like it (by default
+    float32 for numbers, as compile.py declares them, and str objects for text).
     """
-    if not schema.string_features:
+    if not schema.string_features and column_dtypes is None:
         return {name: np.asarray(rows, dtype=dtype).reshape(-1, len(schema.names))}
     table = np.asarray(rows, dtype=object).reshape(-1, len(schema.names))
-    return {name: table[:, [position]].astype(np.float32 if kind == NUMBER else object)
-            for position, (name, kind) in enumerate(zip(schema.names, schema.types))}
+    dtypes = column_dtypes or {}
+    feeds = {}
+    for position, (feature, kind) in enumerate(zip(schema.names, schema.types)):
+        column_dtype = dtypes.get(feature, np.float32 if kind == NUMBER else object)
+        column = table[:, [position]]
+        feeds[feature] = _whole_numbers(feature, column) if column_dtype is np.int64 else column.astype(column_dtype)
+    return feeds
+
+
+def _whole_numbers(feature: str, column: np.ndarray) -> np.ndarray:
+    values = column.astype(np.float64)
+    if not np.array_equal(values, np.trunc(values)):
+        raise ValueError(f"feature {feature!r} takes whole numbers (the graph's input is int64)")
+    return values.astype(np.int64)
 
 
 class OnnxEngine:
     scoring_path = "onnx"
     has_proba = True  # only models with predict_proba are compiled
 
-    def __init__(self, payload: bytes, schema: FeatureSchema, classes: list | None):
+    def __init__(self, payload: bytes, schema: FeatureSchema, classes: list | None, output: str | None = None):
+        """``output``: the graph's output to read (an uploaded graph's, see onnx_graph.scoring_graph); by
+        default a compiled graph's, the probabilities (its second) or the values (its first)."""
         import onnxruntime
 
         self.schema = schema
@@ -71,12 +90,19 @@ class OnnxEngine:
         # own label output breaks ties otherwise); compile.py checked that this is the model's predict().
         self._classes = classes
         self._class_array = np.asarray(classes, dtype=object) if classes is not None else None
-        scored = outputs[1] if classes is not None else outputs[0]  # probabilities, or the values
+        if output is not None:
+            scored = next(item for item in outputs if item.name == output)
+        else:
+            scored = outputs[1] if classes is not None else outputs[0]  # probabilities, or the values
         self._output = [scored.name]
         self._binding = None
-        if not schema.string_features:
+        graph_inputs = self.session.get_inputs()
+        self._column_dtypes = None
+        if len(graph_inputs) > 1 or schema.string_features or graph_inputs[0].type not in _ONNX_DTYPES:
+            self._column_dtypes = {item.name: _COLUMN_DTYPES.get(item.type, object) for item in graph_inputs}
+        else:
             # Compiled graphs take "features" as float32; an uploaded graph names its input and may take doubles.
-            graph_input = self.session.get_inputs()[0]
+            graph_input = graph_inputs[0]
             self._input, self._dtype = graph_input.name, _ONNX_DTYPES.get(graph_input.type, np.float32)
             # One row at a time: the row goes into a buffer that onnxruntime reads in place, and the scores
             # come back in another, both allocated once (measured: about half of run()'s time). A regressor's
@@ -111,7 +137,7 @@ class OnnxEngine:
 
     def _run(self, rows) -> np.ndarray:
         if self._binding is None:
-            return self.session.run(self._output, onnx_inputs(self.schema, rows))[0]
+            return self.session.run(self._output, onnx_inputs(self.schema, rows, column_dtypes=self._column_dtypes))[0]
         return self.session.run(self._output, onnx_inputs(self.schema, rows, self._input, self._dtype))[0]
 
     def _row_scores(self, values) -> list[float]:
