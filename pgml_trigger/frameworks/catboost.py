@@ -1,0 +1,89 @@
+"""CatBoost: CatBoostClassifier/CatBoostRegressor (alone or ending a Pipeline) and native ``catboost.CatBoost``.
+
+Converted to ONNX by CatBoost's own exporter (what ``save_model(format="onnx")`` writes), for a model
+on its own; a CatBoost model ending a pipeline has no skl2onnx converter and stays on the library path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import Framework, final_step
+from .native import NativeModel, resolve
+
+_CLASSIFYING = ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll")
+
+
+class CatBoostModel(NativeModel):
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        if self.task == "classification":
+            return np.asarray(self.booster.predict(X, prediction_type="Probability"), dtype=np.float64)
+        return np.asarray(self.booster.predict(X), dtype=np.float64).reshape(-1)
+
+
+class CatBoostFramework(Framework):
+    name = "catboost"
+    library = "catboost"
+
+    def prepare(self, model, *, feature_names=None, classes=None, task=None):
+        import catboost
+
+        if isinstance(model, (catboost.CatBoostClassifier, catboost.CatBoostRegressor)) or not isinstance(
+                model, catboost.CatBoost):
+            return super().prepare(model, feature_names=feature_names, classes=classes, task=task)
+        loss = str(model.get_all_params()["loss_function"]).split(":")[0]
+        found = "classification" if loss in _CLASSIFYING else "regression"
+        fitted_classes = getattr(model, "classes_", None)
+        own_classes = [] if fitted_classes is None else list(fitted_classes)
+        n_classes = len(own_classes) if found == "classification" else 0
+        task, classes, names = resolve(f"catboost.CatBoost (loss {loss})", task, found, n_classes,
+                                       classes if classes is not None else own_classes or None,
+                                       _named(model), len(model.feature_names_), feature_names)
+        return CatBoostModel(model, task, classes, names)
+
+    def describe(self, model, feature_names=None, sample=None):
+        if isinstance(model, CatBoostModel):
+            return model.info()
+        if feature_names is None and final_step(model) is model:
+            # CatBoost keeps a DataFrame's column names in feature_names_, not feature_names_in_.
+            feature_names = _named(model)
+        return super().describe(model, feature_names, sample)
+
+    def to_onnx(self, model, info) -> bytes:
+        from catboost.utils import convert_to_onnx_object
+
+        from ..compile import NotCompiled
+
+        if final_step(model) is not model:
+            raise NotCompiled("skl2onnx has no converter for a CatBoost model inside a pipeline")
+        graph = convert_to_onnx_object(model.booster if isinstance(model, CatBoostModel) else model)
+        _bare_outputs(graph, info)
+        return graph.SerializeToString()
+
+
+def _named(model) -> list[str] | None:
+    """The feature names CatBoost was fitted with, unless it made them up ("0", "1", ...)."""
+    names = [str(name) for name in model.feature_names_]
+    return None if names == [str(i) for i in range(len(names))] else names
+
+
+def _bare_outputs(graph, info) -> None:
+    """CatBoost's graph in the shape the server scores: probabilities as a [N, n_classes] tensor where the
+    exporter wraps them in a ZipMap, and a regression value declared [N, 1] as onnxruntime computes it."""
+    from onnx import TensorProto, helper
+
+    outputs = graph.graph.output
+    zipmaps = [node for node in graph.graph.node if node.op_type == "ZipMap"]
+    for node in zipmaps:
+        graph.graph.node.remove(node)
+        position = next(i for i, output in enumerate(outputs) if output.name == node.output[0])
+        outputs.remove(outputs[position])
+        outputs.insert(position, helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT,
+                                                               [None, len(info.classes)]))
+    if info.task == "regression":
+        dims = outputs[0].type.tensor_type.shape.dim
+        if len(dims) == 1:
+            dims.add().dim_value = 1
+
+
+FRAMEWORK = CatBoostFramework()
