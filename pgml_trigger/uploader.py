@@ -208,7 +208,7 @@ def _store(conn, params: dict, alias: str | None, probe: list[dict] | None) -> i
                                                      "rows": Jsonb(probe) if probe is not None else None})
             except psycopg.Error as exc:
                 diag = exc.diag
-                raise UploadRefused(
-                    f"upload of {params['name']} refused: this server cannot score the new version: "
-                    f"{diag.message_primary or exc}", sqlstate=diag.sqlstate, hint=diag.message_hint) from None
+                reason = (diag.message_primary or str(exc)).removeprefix("pgml_trigger: ")
+                raise UploadRefused(f"upload of {params['name']} refused: this server cannot score the new version: "
+                                    f"{reason}", sqlstate=diag.sqlstate, hint=diag.message_hint) from None
     return version
