@@ -275,6 +275,7 @@ def test_the_installer_puts_the_model_libraries_of_this_python_into_the_server(i
         model_libraries(["tensorflow"])
     if installed.python_path.startswith("/opt/pgml_trigger/site-packages"):
         pytest.skip("the test image's environment is built by its Dockerfile")
-    found = {dist.metadata["Name"].lower(): dist.version for dist in metadata.distributions(path=[installed.python_path])}
+    found = {dist.metadata["Name"].lower(): dist.version
+             for dist in metadata.distributions(path=[installed.python_path])}
     for library in ("xgboost", "lightgbm", "catboost"):
         assert found[library] == metadata.version(library)  # pinned to the installing Python's version

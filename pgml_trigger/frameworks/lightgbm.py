@@ -64,6 +64,10 @@ class LightGBMFramework(Framework):
                 warnings.simplefilter("ignore")
                 graph = convert_lightgbm(model.booster, initial_types=[
                     ("features", FloatTensorType([None, len(info.schema.names)]))], zipmap=False)
+            for output in graph.graph.output:  # the converter declares a Booster's labels [1]; they are [N]
+                dims = output.type.tensor_type.shape.dim
+                if len(dims) == 1 and dims[0].dim_value == 1:
+                    dims[0].dim_param = "N"
             return graph.SerializeToString()
         from skl2onnx import get_latest_tested_opset_version
 
