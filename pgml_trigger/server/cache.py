@@ -100,6 +100,7 @@ class ModelCache:
         model = self._loaded.get(key)
         if model is None:
             model = self._load(meta)
+            self.counters.loads[meta.name, meta.version] += 1  # into the cache: doctor's and upload checks' are not
             self._loaded[key] = model
             self._loaded_bytes += model.payload_bytes
             self._evict(keep=key)
@@ -134,7 +135,6 @@ class ModelCache:
             payload_bytes = len(payload)
         else:
             engine, payload_bytes = self._sklearn_engine(meta, label, checks, quiet)
-        self.counters.loads[meta.name, meta.version] += 1
         return LoadedModel(name=meta.name, version=meta.version, sha256=meta.sha256, task=meta.task,
                            classes=meta.classes, schema=meta.schema, engine=engine, payload_bytes=payload_bytes,
                            usage=self.counters.for_model(meta.name, meta.version),
