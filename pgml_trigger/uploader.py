@@ -33,11 +33,13 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     """Store ``model`` as the next version of ``name`` and return that version.
 
     ``conn`` is a psycopg connection or a conninfo string. ``model`` is a
-    fitted scikit-learn estimator or pipeline, saved as joblib unless
-    ``format="skops"``; or an ONNX model (its bytes, an ``onnx.ModelProto``,
-    or the path of a .onnx file), stored as it is and scored by onnxruntime
-    (``classes`` and ``task`` override what the graph says, see
-    describe.describe_onnx). ``feature_names`` names the features of a model
+    fitted scikit-learn estimator or pipeline, or a model of another library
+    pgml_trigger/frameworks/ knows (XGBoost, LightGBM, CatBoost, their native
+    boosters too), saved as joblib unless ``format="skops"``; or an ONNX model
+    (its bytes, an ``onnx.ModelProto``, or the path of a .onnx file), stored
+    as it is and scored by onnxruntime. ``classes`` and ``task`` override
+    what an ONNX graph says (describe.describe_onnx), and name the classes of
+    a native booster trained on class indexes. ``feature_names`` names the features of a model
     fitted on a bare array (a model fitted on a DataFrame brings its own).
     ``alias`` points that alias at the new version in the same transaction.
     ``sample``, training rows (a DataFrame with the feature columns, or an
@@ -50,6 +52,10 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     version. ``hmac_key`` (default: the contents of the file
     ``$PGML_TRIGGER_HMAC_KEY_FILE`` names, if set) signs the upload, as
     databases with ``pgml_trigger.hmac_key_file`` require.
+
+    Before the transaction commits, the server loads the new version the way
+    predict() will and scores a few of the sample (or check) rows with it; if
+    it cannot, UploadRefused says why and nothing is stored.
     """
     import joblib
     import numpy
