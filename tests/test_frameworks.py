@@ -93,6 +93,8 @@ CASES = {
     "lightgbm-multiclass-text-labels": _estimator(trained.lgbm_iris_text_labels, trained.iris_frame, "lightgbm",
                                                   "onnx"),
     "lightgbm-pipeline-regressor": _estimator(trained.lgbm_pipeline_regressor, trained.diabetes, "lightgbm", "onnx"),
+    "lightgbm-columntransformer-text-features": _estimator(trained.lgbm_mixed_pipeline, trained.diabetes_mixed,
+                                                           "lightgbm", "onnx"),
     "lightgbm-booster-binary": _lgbm_booster,
     "catboost-multiclass-text-labels": _estimator(trained.catboost_iris_text_labels, trained.iris_frame,
                                                   "catboost", "onnx"),
@@ -119,8 +121,12 @@ def test_models_score_like_their_library(conn, make_case):
         assert np.allclose([proba for _, proba in got], case.proba, rtol=rtol, atol=atol)
     if numeric:
         got = [value for (value,) in conn.execute("SELECT pgml_trigger.predict('m', to_jsonb(t)) FROM t ORDER BY id")]
-        batch = conn.execute("SELECT pgml_trigger.predict_batch('m', %s::float8[][])",
-                             [case.X.to_numpy(dtype=float).tolist()]).fetchone()[0]
+        if all(kind in "biuf" for kind in case.X.dtypes.map(lambda dtype: dtype.kind)):
+            batch = conn.execute("SELECT pgml_trigger.predict_batch('m', %s::float8[][])",
+                                 [case.X.to_numpy(dtype=float).tolist()]).fetchone()[0]
+        else:
+            batch = conn.execute("SELECT pgml_trigger.predict_batch('m', array_agg(to_jsonb(t) ORDER BY id)) "
+                                 "FROM t").fetchone()[0]
         for values in (got, batch):
             if classifier:
                 assert values == case.labels.astype(float).tolist()

@@ -193,3 +193,14 @@ def catboost_pipeline():
 
     X, _, labels = iris_frame()
     return make_pipeline(StandardScaler(), catboost.CatBoostClassifier(**_catboost_options())).fit(X, labels)
+
+
+@cache
+def lgbm_mixed_pipeline():
+    """Text columns one-hot encoded by a ColumnTransformer, then LightGBM: converted as one graph."""
+    import lightgbm
+
+    X, y = diabetes_mixed()
+    encode = ColumnTransformer([("text", OneHotEncoder(handle_unknown="ignore"), ["sex", "bmi_band"])],
+                               remainder="passthrough")
+    return make_pipeline(encode, lightgbm.LGBMRegressor(n_estimators=15, random_state=0, verbose=-1)).fit(X, y)
