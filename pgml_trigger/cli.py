@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--feature-names", help="comma-separated, for models fitted on bare arrays (and ONNX graphs)")
     upload.add_argument("--format", choices=("joblib", "skops"),
                         help="how to store a scikit-learn model (default: skops for .skops files, else joblib)")
-    upload.add_argument("--classes", help="comma-separated class labels of an ONNX classifier, in probability order")
+    upload.add_argument("--classes", help="comma-separated class labels of an ONNX classifier or a native booster "
+                                          "(xgboost.Booster, ...), in probability order")
     upload.add_argument("--hmac-key-file", type=Path,
                         help="sign the upload with this key (default: $PGML_TRIGGER_HMAC_KEY_FILE)")
     _dsn_option(upload)

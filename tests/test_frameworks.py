@@ -26,6 +26,7 @@ from sklearn.preprocessing import FunctionTransformer
 from tables import copy_rows, create_table, load_table
 
 from pgml_trigger import frameworks, upload
+from pgml_trigger.cli import build_parser
 from pgml_trigger.compile import ATOL, RTOL
 from pgml_trigger.errors import InvalidModel, UploadRefused
 from pgml_trigger.install import model_libraries
@@ -279,6 +280,10 @@ def test_the_installer_puts_the_model_libraries_of_this_python_into_the_server(i
     assert model_libraries(["lightgbm", "lightgbm"]) == ["lightgbm"]
     with pytest.raises(Exception, match="knows the model libraries xgboost, lightgbm, catboost"):
         model_libraries(["tensorflow"])
+    assert build_parser().parse_args(["install", "--with", "xgboost, lightgbm"]).with_libraries == ["xgboost",
+                                                                                                   "lightgbm"]
+    assert build_parser().parse_args(["install", "--with", ""]).with_libraries == []
+    assert build_parser().parse_args(["install"]).with_libraries is None
     if installed.python_path.startswith("/opt/pgml_trigger/site-packages"):
         pytest.skip("the test image's environment is built by its Dockerfile")
     found = {dist.metadata["Name"].lower(): dist.version
