@@ -75,12 +75,12 @@ def _catboost_native():
     return Case(model, X, np.asarray(model.classes_)[proba.argmax(axis=1)], proba, "catboost", "onnx", {})
 
 
-def _estimator(make_model, data, library, scoring_path):
+def _estimator(make_model, data, library, scoring_path, **options):
     def case():
         model = make_model()
         X = data()[0]
         proba = model.predict_proba(X) if hasattr(model, "predict_proba") else None
-        return Case(model, X, np.ravel(model.predict(X)), proba, library, scoring_path, {})
+        return Case(model, X, np.ravel(model.predict(X)), proba, library, scoring_path, options)
 
     return case
 
@@ -101,7 +101,10 @@ CASES = {
                                                   "catboost", "onnx"),
     "catboost-regressor": _estimator(trained.catboost_regressor, trained.diabetes, "catboost", "onnx"),
     "catboost-native-binary": _catboost_native,
-    "catboost-pipeline-native": _estimator(trained.catboost_pipeline, trained.iris_frame, "catboost", "sklearn"),
+    "catboost-pipeline": _estimator(trained.catboost_pipeline, trained.iris_frame, "catboost", "onnx"),
+    # compile=False: the server unpickles the pipeline and calls catboost itself.
+    "catboost-pipeline-native": _estimator(trained.catboost_pipeline, trained.iris_frame, "catboost", "sklearn",
+                                           compile=False),
 }
 
 

@@ -188,7 +188,7 @@ def catboost_native_breast_cancer():
 
 @cache
 def catboost_pipeline():
-    """No skl2onnx converter for CatBoost inside a pipeline: scored by catboost in the server."""
+    """CatBoost's tree ensemble goes into the pipeline's graph through a converter registered with skl2onnx."""
     import catboost
 
     X, _, labels = iris_frame()

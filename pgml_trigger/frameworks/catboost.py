@@ -1,15 +1,19 @@
 """CatBoost: CatBoostClassifier/CatBoostRegressor (alone or ending a Pipeline) and native ``catboost.CatBoost``.
 
-Converted to ONNX by CatBoost's own exporter (what ``save_model(format="onnx")`` writes), for a model
-on its own; a CatBoost model ending a pipeline has no skl2onnx converter and stays on the library path.
+Converted to ONNX by CatBoost's own exporter (what ``save_model(format="onnx")`` writes). A model on its own
+is that graph; in a pipeline, its tree-ensemble operator goes into skl2onnx's graph of the pipeline through
+a converter registered for the two scikit-learn API classes.
 """
 
 from __future__ import annotations
+
+from functools import cache
 
 import numpy as np
 
 from . import Framework, final_step
 from .native import NativeModel, resolve
+from .xgboost import ML_OPSET
 
 _CLASSIFYING = ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll")
 
@@ -52,10 +56,14 @@ class CatBoostFramework(Framework):
     def to_onnx(self, model, info) -> bytes:
         from catboost.utils import convert_to_onnx_object
 
-        from ..compile import NotCompiled
-
         if final_step(model) is not model:
-            raise NotCompiled("skl2onnx has no converter for a CatBoost model inside a pipeline")
+            from skl2onnx import get_latest_tested_opset_version
+
+            from ..compile import convert_sklearn
+
+            _register_converters()
+            opsets = {"": get_latest_tested_opset_version(), "ai.onnx.ml": ML_OPSET}
+            return convert_sklearn(model, info, target_opset=opsets, classifier=final_step(model))
         graph = convert_to_onnx_object(model.booster if isinstance(model, CatBoostModel) else model)
         _bare_outputs(graph, info)
         return graph.SerializeToString()
@@ -84,6 +92,43 @@ def _bare_outputs(graph, info) -> None:
         dims = outputs[0].type.tensor_type.shape.dim
         if len(dims) == 1:
             dims.add().dim_value = 1
+
+
+def _convert_in_pipeline(scope, operator, container) -> None:
+    """skl2onnx converter: the tree ensemble of CatBoost's own export, wired to the operator's inputs and outputs."""
+    from catboost.utils import convert_to_onnx_object
+    from onnx.helper import get_attribute_value
+
+    nodes = convert_to_onnx_object(operator.raw_operator).graph.node
+    trees = [node for node in nodes if node.op_type in ("TreeEnsembleClassifier", "TreeEnsembleRegressor")]
+    others = [node.op_type for node in nodes if node not in trees and node.op_type != "ZipMap"]
+    if len(trees) != 1 or others:
+        raise NotImplementedError(f"CatBoost's ONNX export is {[node.op_type for node in nodes]}; only one tree "
+                                  "ensemble operator (and a ZipMap) is taken into a pipeline")
+    tree = trees[0]
+    container.add_node(tree.op_type, [operator.inputs[0].full_name], [output.full_name for output in operator.outputs],
+                       op_domain=tree.domain, op_version=1, name=scope.get_unique_operator_name("CatBoost"),
+                       **{attribute.name: get_attribute_value(attribute) for attribute in tree.attribute})
+
+
+@cache
+def _register_converters() -> None:
+    import catboost
+    from skl2onnx import update_registered_converter
+    from skl2onnx._supported_operators import sklearn_classifier_list
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    # skl2onnx gives a classifier its label and probability outputs when it is a ClassifierMixin, which
+    # CatBoostClassifier is not, or in this list.
+    sklearn_classifier_list.append(catboost.CatBoostClassifier)
+    update_registered_converter(catboost.CatBoostClassifier, "CatBoostCatBoostClassifier",
+                                calculate_linear_classifier_output_shapes, _convert_in_pipeline,
+                                options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    update_registered_converter(catboost.CatBoostRegressor, "CatBoostCatBoostRegressor",
+                                calculate_linear_regressor_output_shapes, _convert_in_pipeline)
 
 
 FRAMEWORK = CatBoostFramework()
