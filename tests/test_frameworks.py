@@ -184,6 +184,8 @@ def test_native_boosters_refuse_what_they_cannot_describe(conn):
         upload(conn, "ranker", ranker)
     with pytest.raises(InvalidModel, match="names 2 classes; the xgboost.Booster .* has 3"):
         upload(conn, "iris", trained.xgb_booster_iris(), classes=["a", "b"])
+    with pytest.raises(InvalidModel, match=r"types the server does not load from skops: .*xgboost"):
+        upload(conn, "skops", trained.xgb_classifier(), format="skops")
     assert conn.execute("SELECT count(*) FROM pgml_trigger.models").fetchone()[0] == 0
 
 
