@@ -6,7 +6,8 @@
 #   install/install.sh --dsn "host=/var/run/postgresql dbname=app user=postgres"
 #
 # Options (all passed to `pgml-trigger install`): --venv DIR, --python-path DIR,
-# --source PATH, --no-apt. Safe to run again; see README "Installing on your server".
+# --source PATH, --no-apt, --with xgboost,lightgbm,catboost. Safe to run again; see README
+# "Installing on your server".
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/python.sh"
 exec "$python" -m pgml_trigger install --source "$here" "$@"

@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--python-path", help="use this existing site-packages directory instead of building one")
     install.add_argument("--source", help="what pip installs into the environment (default: this checkout)")
     install.add_argument("--no-apt", action="store_true", help="never install OS packages, only say which are missing")
+    install.add_argument("--with", dest="with_libraries", metavar="LIBRARIES",
+                         type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+                         help="model libraries to install into the server's environment, comma-separated "
+                              "(xgboost, lightgbm, catboost; '' for none); default: those this Python has")
 
     uninstall = commands.add_parser("uninstall", help="remove pgml_trigger from a database (DBA)")
     _dsn_option(uninstall)
@@ -45,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--feature-names", help="comma-separated, for models fitted on bare arrays (and ONNX graphs)")
     upload.add_argument("--format", choices=("joblib", "skops"),
                         help="how to store a scikit-learn model (default: skops for .skops files, else joblib)")
-    upload.add_argument("--classes", help="comma-separated class labels of an ONNX classifier, in probability order")
+    upload.add_argument("--classes", help="comma-separated class labels of an ONNX classifier or a native booster "
+                                          "(xgboost.Booster, ...), in probability order")
     upload.add_argument("--task", choices=("classification", "regression"),
                         help="what an ONNX graph is, where its outputs leave it open (a network's one output column)")
     upload.add_argument("--hmac-key-file", type=Path,
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             from .install import install
 
             install(args.dsn, venv=args.venv, python_path=args.python_path, source=args.source,
-                    allow_apt=not args.no_apt)
+                    allow_apt=not args.no_apt, with_libraries=args.with_libraries)
         elif args.command == "uninstall":
             from .uninstall import uninstall
 

@@ -51,15 +51,23 @@ class NotCompiled(Exception):
     """Why a model stays on the scikit-learn path."""
 
 
-def compile_model(model, info: ModelInfo, sample=None) -> Compiled:
+def compile_model(model, info: ModelInfo, sample=None, convert=None, bounds=None) -> Compiled:
+    """Convert ``model`` to ONNX and keep the graph if it agrees with ``model`` on the check rows.
+
+    ``convert(model, info)`` gives the ONNX bytes (default: skl2onnx, convert_sklearn() below);
+    ``bounds(model, n_features)`` gives per-feature (low, high) to draw check rows from when there is no
+    sample (default: what a scikit-learn model reveals, see the module docstring). The framework modules
+    (pgml_trigger/frameworks/) pass their own.
+    """
+    convert = convert or convert_sklearn
     try:
         if info.schema.string_features and info.schema.accepts_nan:
             raise NotCompiled("a missing text value has no form in an ONNX string tensor; models with text "
                               "features that accept missing values stay on scikit-learn")
         if info.task == "classification" and not hasattr(model, "predict_proba"):
             raise NotCompiled("the model has no predict_proba(); only models with probabilities are compiled")
-        rows, source = check_rows(model, info, sample)
-        payload = _convert(model, info)
+        rows, source = check_rows(model, info, sample, bounds)
+        payload = convert(model, info)
         agreement = _agreement(model, info, payload, rows)
         if info.schema.accepts_nan:
             gaps = _agreement(model, info, payload, _with_gaps(rows, info))
@@ -85,8 +93,13 @@ def _agrees(agreement: dict) -> bool:
     return agreement["label_mismatches"] == 0 and agreement["within_tolerance"]
 
 
-def _convert(model, info: ModelInfo) -> bytes:
-    from skl2onnx import convert_sklearn
+def convert_sklearn(model, info: ModelInfo, target_opset=None, classifier=None) -> bytes:
+    """skl2onnx's conversion, with the inputs the server feeds (engines.onnx_inputs) and bare probabilities.
+
+    ``classifier``: the estimator whose converter takes the zipmap option (default ``model``; a pipeline
+    ending in a converter registered from onnxmltools needs its last step named).
+    """
+    from skl2onnx import convert_sklearn as to_onnx
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     schema = info.schema
@@ -96,10 +109,10 @@ def _convert(model, info: ModelInfo) -> bytes:
                   for name, kind in zip(schema.names, schema.types)]
     else:
         inputs = [("features", FloatTensorType([None, len(schema.names)]))]
-    options = {id(model): {"zipmap": False}} if info.task == "classification" else None
+    options = {id(classifier or model): {"zipmap": False}} if info.task == "classification" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # converter chatter must not fail an upload run under -W error
-        onx = convert_sklearn(model, initial_types=inputs, options=options)
+        onx = to_onnx(model, initial_types=inputs, options=options, target_opset=target_opset)
     return onx.SerializeToString()
 
 
@@ -108,7 +121,7 @@ def _agreement(model, info: ModelInfo, payload: bytes, rows) -> dict:
     reference = rows if info.schema.input_kind == "frame" else rows.to_numpy(dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        expected = model.predict(reference)
+        expected = np.ravel(model.predict(reference))  # CatBoost's classifiers give [N, 1]
         expected_proba = model.predict_proba(reference) if info.task == "classification" else None
     agreement = {"rows": len(rows), "rtol": RTOL, "atol": ATOL}
     if info.task == "classification":
@@ -133,8 +146,8 @@ def _compare(got: np.ndarray, expected: np.ndarray) -> tuple[float, bool]:
     return float(np.max(np.abs(got - expected), initial=0.0)), bool(np.allclose(got, expected, rtol=RTOL, atol=ATOL))
 
 
-def check_rows(model, info: ModelInfo, sample):
-    """(DataFrame of rows in model feature order, where they came from)."""
+def check_rows(model, info: ModelInfo, sample, bounds=None):
+    """(DataFrame of rows in model feature order, where they came from); ``bounds`` as in compile_model()."""
     import pandas as pd
 
     names = list(info.schema.names)
@@ -151,7 +164,7 @@ def check_rows(model, info: ModelInfo, sample):
     else:
         if info.schema.string_features:
             raise NotCompiled("no sample rows to check the ONNX graph with; pass sample= to upload()")
-        bounds = _feature_bounds(model, len(names))
+        bounds = (bounds or feature_bounds)(model, len(names))
         if bounds is None:
             raise NotCompiled("no sample rows to check the ONNX graph with and the model reveals no feature "
                               "ranges to draw them from; pass sample= to upload()")
@@ -173,7 +186,7 @@ def _with_gaps(frame, info: ModelInfo):
     return gaps
 
 
-def _feature_bounds(model, n_features: int):
+def feature_bounds(model, n_features: int):
     """(low, high) per feature that the fitted model reveals, or None."""
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import MinMaxScaler, StandardScaler

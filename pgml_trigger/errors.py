@@ -106,6 +106,21 @@ class LibraryVersionMismatch(PgmlTriggerError):
     sqlstate = "55000"  # object_not_in_prerequisite_state
 
 
+class UploadRefused(PgmlTriggerError):
+    """The server could not load or score a version being uploaded, so it was not stored.
+
+    Carries the SQLSTATE of the server's error (55000 for a missing module, 42501 for an untrusted type, ...).
+    """
+
+    sqlstate = "55000"  # object_not_in_prerequisite_state
+
+    def __init__(self, message: str, *, sqlstate: str | None = None, detail: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message, detail=detail, hint=hint)
+        if sqlstate:
+            self.sqlstate = sqlstate
+
+
 class AttachmentStale(PgmlTriggerError):
     """The model behind a trigger now expects other features than the trigger passes."""
 

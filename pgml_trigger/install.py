@@ -11,7 +11,10 @@ Safe to run again at any time. In order, it:
    the schema it needs;
 3. asks PL/Python which interpreter it embeds and builds a virtual
    environment with that same interpreter, readable by the server's OS user,
-   holding this package and its runtime dependencies;
+   holding this package and its runtime dependencies, and the model
+   libraries (xgboost, lightgbm, catboost) named by ``--with`` or, by
+   default, those the installing Python has: the server needs them only for
+   models that are not scored as ONNX;
 4. points the database at it (ALTER DATABASE ... SET pgml_trigger.python_path);
 5. checks that ``SELECT pgml_trigger.version()`` answers from inside the server.
 
@@ -41,7 +44,9 @@ MIN_SERVER_VERSION = 130000
 # when it has them, so models pickled here load there unchanged (and ONNX graphs
 # converted here run on the same onnxruntime that checked them at upload).
 PINNED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "joblib", "pandas", "threadpoolctl",
-                    "onnxruntime", "skl2onnx", "onnx", "protobuf", "skops")
+                    "onnxruntime", "skl2onnx", "onnx", "protobuf", "skops",
+                    # the model libraries (pgml_trigger/frameworks/), where --with puts them into the environment
+                    "xgboost", "lightgbm", "catboost")
 
 
 @dataclass
@@ -67,7 +72,9 @@ def project_root() -> Path | None:
 
 
 def install(dsn: str, *, venv: Path | None = None, python_path: str | None = None, source: str | None = None,
-            allow_apt: bool = True, log=print) -> InstallReport:
+            allow_apt: bool = True, with_libraries: list[str] | None = None, log=print) -> InstallReport:
+    """``with_libraries``: the model libraries (xgboost, lightgbm, catboost) to put into the server's
+    environment, for models that are not scored as ONNX; default: those of them the installing Python has."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -83,7 +90,8 @@ def install(dsn: str, *, venv: Path | None = None, python_path: str | None = Non
         log(f"PL/Python embeds Python {'.'.join(map(str, probe['version']))} ({interpreter})")
         if python_path is None:
             venv = venv or default_venv_dir(py_version)
-            python_path = str(_build_environment(interpreter, venv, source, allow_apt, log))
+            libraries = model_libraries(with_libraries)
+            python_path = str(_build_environment(interpreter, venv, source, libraries, allow_apt, log))
         log(f"server imports pgml_trigger from {python_path}")
         from psycopg import sql
 
@@ -177,7 +185,22 @@ def _interpreter(probe: dict) -> Path:
                        "or build an environment there and pass --python-path")
 
 
-def _build_environment(interpreter: Path, venv: Path, source: str | None, allow_apt: bool, log) -> Path:
+def model_libraries(requested: list[str] | None) -> list[str]:
+    """The model libraries to install into the server's environment (see install())."""
+    from .frameworks import libraries
+
+    known = libraries()
+    if requested is None:
+        return [name for name in known if name in _local_versions()]
+    unknown = [name for name in requested if name not in known]
+    if unknown:
+        raise InstallError(f"--with names {', '.join(unknown)}; pgml_trigger knows the model libraries "
+                           f"{', '.join(known)}")
+    return list(dict.fromkeys(requested))
+
+
+def _build_environment(interpreter: Path, venv: Path, source: str | None, libraries: list[str], allow_apt: bool,
+                       log) -> Path:
     source = source or (str(project_root()) if project_root() else None)
     if source is None:
         raise InstallError("no package source to install into the server's environment; pass --source "
@@ -190,9 +213,10 @@ def _build_environment(interpreter: Path, venv: Path, source: str | None, allow_
     with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="pgml_trigger-pins-", delete=False) as pins:
         pins.write("".join(f"{name}=={version}\n" for name, version in _local_versions().items()))
     try:
-        log(f"installing {source} and its dependencies into {venv}")
+        log(f"installing {source} and its dependencies into {venv}"
+            + (f", with {', '.join(libraries)}" if libraries else ""))
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        _run([*pip, "--constraint", pins.name, source])
+        _run([*pip, "--constraint", pins.name, source, *libraries])
         # A local source keeps its version number across edits: reinstall it, not its dependencies.
         _run([*pip, "--no-deps", "--force-reinstall", source])
     finally:

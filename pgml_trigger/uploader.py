@@ -8,10 +8,10 @@ import re
 from os import PathLike
 from pathlib import Path
 
-from . import formats, mlflow_source
-from .compile import Compiled, compile_model
-from .describe import describe, describe_onnx
-from .errors import InvalidModel
+from . import formats, frameworks, mlflow_source
+from .compile import Compiled, NotCompiled, check_rows
+from .describe import describe_onnx
+from .errors import InvalidModel, UploadRefused
 from .linear import linear_form
 from .profile import training_profile
 from .server.features import NUMBER
@@ -21,7 +21,9 @@ _REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes"
              "accepts_nan", "input_kind", "python_version", "sklearn_version", "numpy_version", "joblib_version"}
 # An older schema without these scores the joblib payload (or records less); anything else it lacks is refused.
 _COMPILED = {"compiled_format", "compiled_payload", "compiled_sha256", "compiled_handles_nan", "agreement",
-             "skops_version", "onnxruntime_version", "linear_form"}
+             "skops_version", "onnxruntime_version", "linear_form", "library_versions"}
+# Rows the server scores before an upload commits (upload_check.sql): enough to run every code path once.
+PROBE_ROWS = 5
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -32,15 +34,17 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     """Store ``model`` as the next version of ``name`` and return that version.
 
     ``conn`` is a psycopg connection or a conninfo string. ``model`` is a
-    fitted scikit-learn estimator or pipeline, saved as joblib unless
-    ``format="skops"``; or an ONNX model (its bytes, an ``onnx.ModelProto``,
-    or the path of a .onnx file), stored as it is and scored by onnxruntime
-    (``classes`` and ``task`` override what the graph says, see
-    describe.describe_onnx); or an MLflow model, given as a ``models:/`` or
-    ``runs:/`` URI or a model directory, read through its flavor (see
-    mlflow_source.py: its signature names the features and gives their
-    types, its run's metrics are kept under ``metrics``' own, and the URI
-    and MLflow version are recorded). ``feature_names`` names the features of a model
+    fitted scikit-learn estimator or pipeline, or a model of another library
+    pgml_trigger/frameworks/ knows (XGBoost, LightGBM, CatBoost, their native
+    boosters too), saved as joblib unless ``format="skops"``; or an ONNX model
+    (its bytes, an ``onnx.ModelProto``, or the path of a .onnx file), stored
+    as it is and scored by onnxruntime; or an MLflow model, given as a
+    ``models:/`` or ``runs:/`` URI or a model directory, read through its
+    flavor (see mlflow_source.py: its signature names the features and gives
+    their types, its run's metrics are kept under ``metrics``' own, and the
+    URI and MLflow version are recorded). ``classes`` and ``task`` override
+    what an ONNX graph says (describe.describe_onnx), and name the classes of
+    a native booster trained on class indexes. ``feature_names`` names the features of a model
     fitted on a bare array (a model fitted on a DataFrame brings its own).
     ``alias`` points that alias at the new version in the same transaction.
     ``sample``, training rows (a DataFrame with the feature columns, or an
@@ -53,6 +57,10 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     version. ``hmac_key`` (default: the contents of the file
     ``$PGML_TRIGGER_HMAC_KEY_FILE`` names, if set) signs the upload, as
     databases with ``pgml_trigger.hmac_key_file`` require.
+
+    Before the transaction commits, the server loads the new version the way
+    predict() will and scores a few of the sample (or check) rows with it; if
+    it cannot, UploadRefused says why and nothing is stored.
     """
     import joblib
     import numpy
@@ -77,15 +85,19 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         info = describe_onnx(payload, feature_names=feature_names, classes=classes, task=task)
         _check_onnx_runs(payload, info)
         compiled = Compiled(None, None, None, {"compiled": False, "reason": "an onnx model is scored by its own graph"})
-        form = None
+        form, library_versions, probe = None, {}, None
     else:
-        info = describe(model, feature_names=feature_names, sample=sample)
+        framework = frameworks.for_model(model)
+        model = framework.prepare(model, feature_names=feature_names, classes=classes, task=task)
+        info = framework.describe(model, feature_names=feature_names, sample=sample)
         if source is not None:
             info = _signature_types(info, source)
-        payload = _dump(model, fmt)
-        compiled = (compile_model(model, info, sample) if compile
+        payload = framework.serialize(model, fmt)
+        compiled = (framework.compile(model, info, sample) if compile
                     else Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"}))
         form = linear_form(model, info, sample) if compile else None
+        library_versions = framework.library_versions()
+        probe = _probe_rows(framework, model, info, sample)
     sha256 = formats.sha256(payload)
     compiled_sha256 = formats.sha256(compiled.payload) if compiled.payload is not None else None
     key = hmac_key if hmac_key is not None else _key_from_environment()
@@ -102,6 +114,7 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         "compiled_sha256": compiled_sha256,
         "compiled_handles_nan": compiled.handles_nan, "agreement": Jsonb(compiled.agreement),
         "linear_form": Jsonb(form) if form is not None else None,
+        "library_versions": Jsonb(library_versions) if library_versions else None,
         "skops_version": _version("skops") if fmt == "skops" else None,
         "onnxruntime_version": _version("onnxruntime") if "onnx" in (fmt, compiled.format) else None,
         "payload_hmac": formats.signature(key, fmt, sha256, compiled_sha256) if key is not None else None,
@@ -110,8 +123,8 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     }
     if isinstance(conn, str):
         with psycopg.connect(conn) as own:
-            return _store(own, params, alias)
-    return _store(conn, params, alias)
+            return _store(own, params, alias, probe)
+    return _store(conn, params, alias, probe)
 
 
 def _signature_types(info, source):
@@ -160,16 +173,6 @@ def _check_onnx_runs(payload: bytes, info) -> None:
         raise InvalidModel(f"the ONNX graph gives {scores.size // 2} values per row; expected {width}")
 
 
-def _dump(model, fmt: str) -> bytes:
-    payload = formats.dump(model, fmt)
-    if fmt == "skops":
-        refused = formats.untrusted_types(payload)
-        if refused:
-            raise InvalidModel(f"the model holds types the server does not load from skops: {', '.join(refused)}",
-                               hint="use only numpy, scipy and scikit-learn types, or convert the model to ONNX")
-    return payload
-
-
 def _key_from_environment() -> bytes | None:
     path = os.environ.get("PGML_TRIGGER_HMAC_KEY_FILE")
     return Path(path).read_bytes().rstrip(b"\r\n") if path else None
@@ -191,9 +194,27 @@ def _profile(sample, info) -> dict:
         raise InvalidModel(f"cannot profile the sample: {exc}") from exc
 
 
-def _store(conn, params: dict, alias: str | None) -> int:
+def _probe_rows(framework, model, info, sample) -> list[dict] | None:
+    """A few rows the server scores the new version with: the sample's first, or the check rows compile.py
+    draws; None when there are neither (the server then only loads the version)."""
+    try:
+        rows, _ = check_rows(model, info, sample, framework.feature_bounds)
+    except NotCompiled:
+        return None
+    return [{name: _json_value(value) for name, value in row.items()}
+            for row in rows.head(PROBE_ROWS).to_dict("records")]
+
+
+def _json_value(value):
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and value != value else value  # NaN: a missing value, JSON null
+
+
+def _store(conn, params: dict, alias: str | None, probe: list[dict] | None) -> int:
+    import psycopg
     from psycopg import sql
     from psycopg.adapt import PyFormat
+    from psycopg.types.json import Jsonb
 
     with conn.transaction():
         known = {column for column, _ in conn.execute(query("models_columns"))}
@@ -211,4 +232,15 @@ def _store(conn, params: dict, alias: str | None) -> int:
         version = conn.execute(insert, sent).fetchone()[0]
         if alias is not None:
             conn.execute(query("upload_alias"), {"name": params["name"], "alias": alias, "version": version})
+        if conn.execute(query("upload_can_check")).fetchone()[0]:
+            # The server loads the new version as predict() would and scores the rows, before anything commits:
+            # a version it cannot score (a library or module it lacks, an untrusted type) is never stored.
+            try:
+                conn.execute(query("upload_check"), {"name": params["name"], "version": version,
+                                                     "rows": Jsonb(probe) if probe is not None else None})
+            except psycopg.Error as exc:
+                diag = exc.diag
+                reason = (diag.message_primary or str(exc)).removeprefix("pgml_trigger: ")
+                raise UploadRefused(f"upload of {params['name']} refused: this server cannot score the new version: "
+                                    f"{reason}", sqlstate=diag.sqlstate, hint=diag.message_hint) from None
     return version

@@ -25,7 +25,7 @@ from tables import load_table
 
 from pgml_trigger import upload
 from pgml_trigger.compile import ATOL, RTOL
-from pgml_trigger.errors import InvalidModel
+from pgml_trigger.errors import InvalidModel, UploadRefused
 from pgml_trigger.transfer import export_model, import_model
 
 
@@ -235,13 +235,16 @@ def test_with_a_key_configured_only_signed_payloads_load(conn, key_file, monkeyp
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match='model "late" has no payload_hmac'):
         upload(conn, "late", model)
     upload(conn, "signed", model, sample=X, hmac_key=key)
-    upload(conn, "forged", model, hmac_key=b"not the key")
+    # The server checks the HMAC of a new version before the upload commits (uploader.py), so a wrong key
+    # never gets a row stored.
+    with pytest.raises(UploadRefused, match="model forged@1 has an HMAC that does not match") as refused:
+        upload(conn, "forged", model, hmac_key=b"not the key")
+    assert refused.value.sqlstate == "XX001"
+    assert conn.execute("SELECT count(*) FROM pgml_trigger.models WHERE name = 'forged'").fetchone()[0] == 0
     row = list(X.iloc[1])
     expected = float(model.predict(X.iloc[[1]])[0])
     assert conn.execute("SELECT pgml_trigger.predict('signed', %s::float8[])", [row]).fetchone()[0] == pytest.approx(
         expected, rel=RTOL, abs=1e-4)
-    with pytest.raises(psycopg.errors.DataCorrupted, match="model forged@1 has an HMAC that does not match"):
-        conn.execute("SELECT pgml_trigger.predict('forged', %s::float8[])", [row])
     with pytest.raises(psycopg.errors.DataCorrupted, match="model early@1 has no HMAC"):
         conn.execute("SELECT pgml_trigger.predict('early', %s::float8[])", [row])
     monkeypatch.setenv("PGML_TRIGGER_HMAC_KEY_FILE", str(key_file))  # the uploader reads the key file named here

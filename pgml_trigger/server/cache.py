@@ -16,13 +16,16 @@ instead when there is one, and then the original payload is only loaded,
 under the same check, for rows the graph cannot score); a row whose HMAC
 does not verify under ``pgml_trigger.hmac_key_file``'s key; a payload that
 does not match its sha256; a skops payload with untrusted types; and, under
-``pgml_trigger.strict_versions``, a model saved with another scikit-learn
-(otherwise that is a WARNING once per model per backend).
+``pgml_trigger.strict_versions``, a model saved with another scikit-learn,
+or another version of a library it records (models.library_versions, e.g.
+xgboost; otherwise that is a WARNING once per model per backend). A payload
+needing a library this server lacks is refused, naming it.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections import OrderedDict
 
 from .. import formats
@@ -97,12 +100,8 @@ class ModelCache:
         key = (meta.name, meta.version, meta.sha256)
         model = self._loaded.get(key)
         if model is None:
-            if meta.payload_bytes > self.max_bytes:
-                raise ModelTooLarge(
-                    f"model {meta.name}@{meta.version} has a payload of {meta.payload_bytes / 2**20:.1f} MB, more than "
-                    f"a backend may hold (pgml_trigger.model_cache_mb = {self.max_bytes // 2**20})",
-                    hint="raise pgml_trigger.model_cache_mb for this database, or upload a smaller model")
             model = self._load(meta)
+            self.counters.loads[meta.name, meta.version] += 1  # into the cache: doctor's and upload checks' are not
             self._loaded[key] = model
             self._loaded_bytes += model.payload_bytes
             self._evict(keep=key)
@@ -115,6 +114,11 @@ class ModelCache:
     def _load(self, meta: ModelMeta, quiet: bool = False) -> LoadedModel:
         """Deserialize a model, after the policy, HMAC and checksum checks (module docstring)."""
         label = f"{meta.name}@{meta.version}"
+        if meta.payload_bytes > self.max_bytes:
+            raise ModelTooLarge(
+                f"model {label} has a payload of {meta.payload_bytes / 2**20:.1f} MB, more than "
+                f"a backend may hold (pgml_trigger.model_cache_mb = {self.max_bytes // 2**20})",
+                hint="raise pgml_trigger.model_cache_mb for this database, or upload a smaller model")
         checks = self._checks(meta, label)
         allowed = formats.parse_allowed(checks["allowed_formats"])
         missing_value_engine = None
@@ -132,7 +136,6 @@ class ModelCache:
             payload_bytes = len(payload)
         else:
             engine, payload_bytes = self._sklearn_engine(meta, label, checks, quiet)
-        self.counters.loads[meta.name, meta.version] += 1
         return LoadedModel(name=meta.name, version=meta.version, sha256=meta.sha256, task=meta.task,
                            classes=meta.classes, schema=meta.schema, engine=engine, payload_bytes=payload_bytes,
                            usage=self.counters.for_model(meta.name, meta.version),
@@ -174,17 +177,22 @@ class ModelCache:
         return SklearnEngine(self._deserialize(label, payload, meta.format), meta.schema), len(payload)
 
     def _check_versions(self, meta: ModelMeta, label: str, checks: dict, quiet: bool) -> None:
-        import sklearn
-
-        recorded = checks["sklearn_version"]
-        if recorded == sklearn.__version__:
+        """scikit-learn's and each recorded model library's version (e.g. xgboost's), against this server's."""
+        differing = []
+        for library, recorded in recorded_libraries(checks).items():
+            have = server_version(library)
+            if have is None:
+                raise ModelLoadFailed(f"model {label} needs the Python package {library} (saved with {recorded}), "
+                                      "which this server's environment lacks",
+                                      hint=f"pgml-trigger install --with {library} puts it there")
+            if have != recorded:
+                differing.append(f"{library} {recorded}; this server has {have}")
+        if not differing:
             return
-        message = (f"model {label} was saved with scikit-learn {recorded}; this server has "
-                   f"{sklearn.__version__}")
+        message = f"model {label} was saved with {', '.join(differing)}"
         if _setting_on(checks["strict_versions"]):
             raise LibraryVersionMismatch(message + "; refusing to load it (pgml_trigger.strict_versions is on)",
-                                         hint="upload it again from scikit-learn " + sklearn.__version__
-                                              + ", or as onnx")
+                                         hint="upload it again from the server's library versions, or as onnx")
         if not quiet and (meta.name, meta.version) not in self._version_warned:
             self._version_warned.add((meta.name, meta.version))
             self.catalog.warn(f"pgml_trigger: {message}; its predictions may differ from the ones checked "
@@ -222,6 +230,23 @@ class ModelCache:
             del self._loaded[key]
             self._loaded_bytes -= victim.payload_bytes
             self._refs = {ref: model for ref, model in self._refs.items() if model is not victim}
+
+
+def recorded_libraries(checks: dict) -> dict[str, str]:
+    """Distribution -> version the model was saved with: scikit-learn's, and those in models.library_versions."""
+    extra = checks.get("library_versions")
+    return {"scikit-learn": checks["sklearn_version"], **(json.loads(extra) if isinstance(extra, str) else extra or {})}
+
+
+@functools.cache
+def server_version(distribution: str) -> str | None:
+    """The version of a distribution installed where this backend imports from; None when it has none."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 @functools.cache

@@ -6,9 +6,12 @@ strict_versions setting), one at a time and outside the backend's cache, so that
 
 from __future__ import annotations
 
+import json
+
 from .. import formats
-from ..errors import PgmlTriggerError
-from .cache import ModelCache
+from ..errors import ModelLoadFailed, PgmlTriggerError
+from .cache import ModelCache, recorded_libraries, server_version
+from .features import from_mapping
 
 
 def doctor(cache: ModelCache) -> list[tuple]:
@@ -28,12 +31,13 @@ def doctor(cache: ModelCache) -> list[tuple]:
         except PgmlTriggerError as exc:
             loads, error, path = False, exc.message, None
         deserialized = meta.format != "onnx" and (path == "sklearn" or loaded_with_fallback(meta, path))
-        mismatch = deserialized and checks["sklearn_version"] != sklearn.__version__
+        differing = [f"loads under {library} {server_version(library)}, saved with {recorded}"
+                     for library, recorded in recorded_libraries(checks).items()
+                     if deserialized and server_version(library) != recorded]
         if not loads:
             verdict = "will not load"
-        elif mismatch:
-            verdict = (f"loads under scikit-learn {sklearn.__version__}, saved with {checks['sklearn_version']}: "
-                       "predictions may differ")
+        elif differing:
+            verdict = "; ".join(differing) + ": predictions may differ"
         elif meta.format not in allowed_formats and loaded_with_fallback(meta, path):
             verdict = f"ok, on ONNX; rows with a missing value are refused ({meta.format} is not allowed)"
         else:
@@ -47,3 +51,24 @@ def doctor(cache: ModelCache) -> list[tuple]:
 def loaded_with_fallback(meta, path) -> bool:
     """Scored by ONNX, but rows with a missing value go to the deserialized payload."""
     return path == "onnx" and meta.format != "onnx" and meta.schema.accepts_nan and not meta.compiled_handles_nan
+
+
+def check_version(cache: ModelCache, name: str, version: int, rows_json: str | None) -> str:
+    """Load a version as predict() would (uncached) and score ``rows_json`` (a JSON array of objects keyed by
+    feature name) on every engine it may use; the scoring path, or the error that stops the upload."""
+    meta = cache.catalog.resolve(f"{name}@{version}")
+    model = cache.load_uncached(meta)
+    engines = [model.engine]
+    if model.missing_value_engine is not None:  # rows with a missing value will need the deserialized payload
+        engines.append(model.missing_value_engine())
+    rows = [from_mapping(meta.schema, row, model.label) for row in json.loads(rows_json or "[]")]
+    for engine in engines if rows else ():
+        try:
+            engine.predict_rows(rows)
+            engine.predict_row(rows[0])
+            if meta.task == "classification" and engine.has_proba:
+                engine.predict_proba_rows(rows)
+        except Exception as exc:  # whatever the model raises: it cannot score here, and that is the answer
+            raise ModelLoadFailed(f"model {model.label} loads in this server but cannot score the sample rows "
+                                  f"({engine.scoring_path}): {type(exc).__name__}: {exc}") from None
+    return model.scoring_path

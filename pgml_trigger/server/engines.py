@@ -164,13 +164,13 @@ class SklearnEngine:
         self._quiet = schema.input_kind == "frame" and not self._frame
 
     def predict_row(self, values):
-        return self._call("predict", self._matrix([values]))[0]
+        return np.ravel(self._call("predict", self._matrix([values])))[0]  # CatBoost's classifiers give [1, 1]
 
     def predict_proba_row(self, values) -> list[float]:
         return self._call("predict_proba", self._matrix([values]))[0].tolist()
 
     def predict_rows(self, rows) -> np.ndarray:
-        return self._call("predict", self._matrix(rows))
+        return np.ravel(self._call("predict", self._matrix(rows)))
 
     def predict_proba_rows(self, rows) -> np.ndarray:
         return self._call("predict_proba", self._matrix(rows))

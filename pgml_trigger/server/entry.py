@@ -273,6 +273,13 @@ def drift(model_ref, source, since):
 
 
 @_sql_errors
+def check_version(name, version, rows):
+    from .doctor import check_version as check
+
+    return check(_cache, name, version, rows)
+
+
+@_sql_errors
 def doctor():
     from .doctor import doctor as diagnose
 

@@ -1,0 +1,134 @@
+"""CatBoost: CatBoostClassifier/CatBoostRegressor (alone or ending a Pipeline) and native ``catboost.CatBoost``.
+
+Converted to ONNX by CatBoost's own exporter (what ``save_model(format="onnx")`` writes). A model on its own
+is that graph; in a pipeline, its tree-ensemble operator goes into skl2onnx's graph of the pipeline through
+a converter registered for the two scikit-learn API classes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from . import Framework, final_step
+from .native import NativeModel, resolve
+from .xgboost import ML_OPSET
+
+_CLASSIFYING = ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll")
+
+
+class CatBoostModel(NativeModel):
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        if self.task == "classification":
+            return np.asarray(self.booster.predict(X, prediction_type="Probability"), dtype=np.float64)
+        return np.asarray(self.booster.predict(X), dtype=np.float64).reshape(-1)
+
+
+class CatBoostFramework(Framework):
+    name = "catboost"
+    library = "catboost"
+
+    def prepare(self, model, *, feature_names=None, classes=None, task=None):
+        import catboost
+
+        if isinstance(model, (catboost.CatBoostClassifier, catboost.CatBoostRegressor)) or not isinstance(
+                model, catboost.CatBoost):
+            return super().prepare(model, feature_names=feature_names, classes=classes, task=task)
+        loss = str(model.get_all_params()["loss_function"]).split(":")[0]
+        found = "classification" if loss in _CLASSIFYING else "regression"
+        fitted_classes = getattr(model, "classes_", None)
+        own_classes = [] if fitted_classes is None else list(fitted_classes)
+        n_classes = len(own_classes) if found == "classification" else 0
+        task, classes, names = resolve(f"catboost.CatBoost (loss {loss})", task, found, n_classes,
+                                       classes if classes is not None else own_classes or None,
+                                       _named(model), len(model.feature_names_), feature_names)
+        return CatBoostModel(model, task, classes, names)
+
+    def describe(self, model, feature_names=None, sample=None):
+        if isinstance(model, CatBoostModel):
+            return model.info()
+        if feature_names is None and final_step(model) is model:
+            # CatBoost keeps a DataFrame's column names in feature_names_, not feature_names_in_.
+            feature_names = _named(model)
+        return super().describe(model, feature_names, sample)
+
+    def to_onnx(self, model, info) -> bytes:
+        from catboost.utils import convert_to_onnx_object
+
+        if final_step(model) is not model:
+            from skl2onnx import get_latest_tested_opset_version
+
+            from ..compile import convert_sklearn
+
+            _register_converters()
+            opsets = {"": get_latest_tested_opset_version(), "ai.onnx.ml": ML_OPSET}
+            return convert_sklearn(model, info, target_opset=opsets, classifier=final_step(model))
+        graph = convert_to_onnx_object(model.booster if isinstance(model, CatBoostModel) else model)
+        _bare_outputs(graph, info)
+        return graph.SerializeToString()
+
+
+def _named(model) -> list[str] | None:
+    """The feature names CatBoost was fitted with, unless it made them up ("0", "1", ...)."""
+    names = [str(name) for name in model.feature_names_]
+    return None if names == [str(i) for i in range(len(names))] else names
+
+
+def _bare_outputs(graph, info) -> None:
+    """CatBoost's graph in the shape the server scores: probabilities as a [N, n_classes] tensor where the
+    exporter wraps them in a ZipMap, and a regression value declared [N, 1] as onnxruntime computes it."""
+    from onnx import TensorProto, helper
+
+    outputs = graph.graph.output
+    zipmaps = [node for node in graph.graph.node if node.op_type == "ZipMap"]
+    for node in zipmaps:
+        graph.graph.node.remove(node)
+        position = next(i for i, output in enumerate(outputs) if output.name == node.output[0])
+        outputs.remove(outputs[position])
+        outputs.insert(position, helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT,
+                                                               [None, len(info.classes)]))
+    if info.task == "regression":
+        dims = outputs[0].type.tensor_type.shape.dim
+        if len(dims) == 1:
+            dims.add().dim_value = 1
+
+
+def _convert_in_pipeline(scope, operator, container) -> None:
+    """skl2onnx converter: the tree ensemble of CatBoost's own export, wired to the operator's inputs and outputs."""
+    from catboost.utils import convert_to_onnx_object
+    from onnx.helper import get_attribute_value
+
+    nodes = convert_to_onnx_object(operator.raw_operator).graph.node
+    trees = [node for node in nodes if node.op_type in ("TreeEnsembleClassifier", "TreeEnsembleRegressor")]
+    others = [node.op_type for node in nodes if node not in trees and node.op_type != "ZipMap"]
+    if len(trees) != 1 or others:
+        raise NotImplementedError(f"CatBoost's ONNX export is {[node.op_type for node in nodes]}; only one tree "
+                                  "ensemble operator (and a ZipMap) is taken into a pipeline")
+    tree = trees[0]
+    container.add_node(tree.op_type, [operator.inputs[0].full_name], [output.full_name for output in operator.outputs],
+                       op_domain=tree.domain, op_version=1, name=scope.get_unique_operator_name("CatBoost"),
+                       **{attribute.name: get_attribute_value(attribute) for attribute in tree.attribute})
+
+
+@cache
+def _register_converters() -> None:
+    import catboost
+    from skl2onnx import update_registered_converter
+    from skl2onnx._supported_operators import sklearn_classifier_list
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    # skl2onnx gives a classifier its label and probability outputs when it is a ClassifierMixin, which
+    # CatBoostClassifier is not, or in this list.
+    sklearn_classifier_list.append(catboost.CatBoostClassifier)
+    update_registered_converter(catboost.CatBoostClassifier, "CatBoostCatBoostClassifier",
+                                calculate_linear_classifier_output_shapes, _convert_in_pipeline,
+                                options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    update_registered_converter(catboost.CatBoostRegressor, "CatBoostCatBoostRegressor",
+                                calculate_linear_regressor_output_shapes, _convert_in_pipeline)
+
+
+FRAMEWORK = CatBoostFramework()
