@@ -154,7 +154,7 @@ def _label(text: str):
 
 
 def _doctor(args) -> int:
-    """One line per model version; exit status 1 when any would not load."""
+    """One line per model version; exit status 1 when any would not load or is corrupted."""
     import psycopg
 
     from .sqlfiles import query
@@ -168,7 +168,7 @@ def _doctor(args) -> int:
         print(line + (f": {error}" if error else ""))
     if not rows:
         print("no models")
-    return 0 if all(row[5] for row in rows) else 1
+    return 0 if all(row[5] and not row[9].startswith("corrupted") for row in rows) else 1
 
 
 if __name__ == "__main__":
