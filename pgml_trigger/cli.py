@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--python-path", help="use this existing site-packages directory instead of building one")
     install.add_argument("--source", help="what pip installs into the environment (default: this checkout)")
     install.add_argument("--no-apt", action="store_true", help="never install OS packages, only say which are missing")
+    install.add_argument("--no-default-path", action="store_true",
+                         help="do not make this environment the host's default for databases without a setting")
+    install.add_argument("--no-host-files", action="store_true",
+                         help="write nothing into the server's extension directory (it has this version's files)")
 
     uninstall = commands.add_parser("uninstall", help="remove pgml_trigger from a database (DBA)")
     _dsn_option(uninstall)
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             from .install import install
 
             install(args.dsn, venv=args.venv, python_path=args.python_path, source=args.source,
-                    allow_apt=not args.no_apt)
+                    allow_apt=not args.no_apt, default_path=not args.no_default_path,
+                    host_files=not args.no_host_files)
         elif args.command == "uninstall":
             from .uninstall import uninstall
 

@@ -6,7 +6,8 @@ update scripts from one version to the next, as written (append-only). ``sql/led
 migrations of 0.1.0, the release before the extension: their concatenation is the install script of
 0.1.0 (so that a test can install 0.1.0 and update it), and ``sql/ledger/adopt.sql`` is the install
 script of the version "ledger", which turns a database the 0.1.0 installer set up into the extension
-in place (see install.py).
+in place (see install.py). ``sql/released/`` keeps the built install scripts of later releases, so
+that a database can still be created at one and updated (see sql/README.md).
 
 The files are a function of the sources alone: any checkout of one version writes the same bytes,
 so installers of several checkouts may share one extension directory.
@@ -73,6 +74,8 @@ def files() -> dict[str, str]:
     }
     for path in sorted((sql_dir() / "updates").glob(f"{NAME}--*--*.sql")):
         built[path.name] = _GUARD + path.read_text(encoding="utf-8")
+    for path in sorted((sql_dir() / "released").glob(f"{NAME}--*.sql")):  # install scripts of past releases
+        built[path.name] = path.read_text(encoding="utf-8")
     return built
 
 

@@ -71,14 +71,17 @@ def project_root() -> Path | None:
 
 
 def install(dsn: str, *, venv: Path | None = None, python_path: str | None = None, source: str | None = None,
-            allow_apt: bool = True, default_path: bool = True, log=print) -> InstallReport:
-    """``default_path=False`` leaves the host's default environment (the file beside the control file) alone."""
+            allow_apt: bool = True, default_path: bool = True, host_files: bool = True, log=print) -> InstallReport:
+    """``default_path=False`` leaves the host's default environment (the file beside the control file) alone;
+    ``host_files=False`` writes nothing into the server's directories (an image that has them already)."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         server = _check_server(conn, allow_apt, log)
         conn.execute(query("install_plpython"))
-        extension_dir = write_extension_files(Path(server["sharedir"]) / "extension", log)
+        extension_dir = Path(server["sharedir"]) / "extension"
+        if host_files:
+            write_extension_files(extension_dir, log)
         action = create_or_update(conn, log)
         conn.execute(query("install_probe"))
         probe = json.loads(conn.execute(query("install_probe_call")).fetchone()[0])
@@ -89,7 +92,7 @@ def install(dsn: str, *, venv: Path | None = None, python_path: str | None = Non
             venv = venv or default_venv_dir(py_version)
             python_path = str(_build_environment(interpreter, venv, source, allow_apt, log))
         log(f"server imports pgml_trigger from {python_path}")
-        if default_path:
+        if default_path and host_files:
             extension.write_default_python_path(extension_dir, python_path)
             log(f"default environment for databases without pgml_trigger.python_path: {python_path}")
         from psycopg import sql
@@ -107,7 +110,7 @@ def install(dsn: str, *, venv: Path | None = None, python_path: str | None = Non
                          extension_version=__version__, action=action, smoke_version=smoke_version)
 
 
-def write_extension_files(extension_dir: Path, log=print) -> Path:
+def write_extension_files(extension_dir: Path, log=print) -> None:
     """The control file and scripts, where the server looks for them; only files that differ are written."""
     if not extension_dir.is_dir():
         raise InstallError(f"the server's extension directory {extension_dir} is not on this machine",
@@ -118,7 +121,6 @@ def write_extension_files(extension_dir: Path, log=print) -> Path:
         raise InstallError(f"cannot write the extension's files into {extension_dir}",
                            hint="run the installer as root (or as the owner of that directory)") from None
     log(f"extension files in {extension_dir}: {', '.join(written) or 'all current'}")
-    return extension_dir
 
 
 def create_or_update(conn, log=print) -> str:

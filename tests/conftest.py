@@ -69,7 +69,7 @@ def server():
                 base = (f"host={pg.get_container_host_ip()} port={pg.get_exposed_port(5432)} "
                         "user=postgres password=postgres")
                 yield {"dsn": lambda db: f"{base} dbname={db}", "admin_db": "postgres", "kind": "testcontainers",
-                       "install": {"python_path": "/opt/pgml_trigger/site-packages"}}
+                       "install": {"python_path": "/opt/pgml_trigger/site-packages", "host_files": False}}
         return
     from pgml_trigger.localcluster import LocalCluster
 
