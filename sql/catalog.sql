@@ -204,18 +204,17 @@ COMMENT ON TABLE pgml_trigger.alias_history IS 'every move of every alias: who, 
 SELECT pg_catalog.pg_extension_config_dump('pgml_trigger.alias_history', '');
 SELECT pg_catalog.pg_extension_config_dump('pgml_trigger.alias_history_id_seq', '');
 
--- Written as the owner: admins move aliases, but cannot write history by hand. An alias that is
--- created already pointing where the latest history row of that alias says it points is being put
--- back (a restore loads alias_history before aliases): its history is there already.
+-- Written as the owner: admins move aliases, but cannot write history by hand. A superuser's alias
+-- that arrives stamped before this transaction is being put back by a restore, which brings its
+-- history too (in any order, pg_restore -j included): it is not recorded again.
 CREATE FUNCTION pgml_trigger._record_alias_move() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         INSERT INTO pgml_trigger.alias_history (name, alias, from_version, to_version, kind)
         VALUES (OLD.name, OLD.alias, OLD.version, NULL, 'delete');
-    ELSIF TG_OP = 'INSERT' AND NEW.version IS NOT DISTINCT FROM
-          (SELECT h.to_version FROM pgml_trigger.alias_history AS h
-           WHERE h.name = NEW.name AND h.alias = NEW.alias ORDER BY h.id DESC LIMIT 1) THEN
+    ELSIF TG_OP = 'INSERT' AND NEW.updated_at < transaction_timestamp()
+          AND (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user) THEN
         NULL;
     ELSIF TG_OP = 'INSERT' OR NEW.version IS DISTINCT FROM OLD.version THEN
         INSERT INTO pgml_trigger.alias_history (name, alias, from_version, to_version)

