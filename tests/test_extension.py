@@ -225,3 +225,29 @@ def test_a_ledger_installation_becomes_the_extension_in_place(installed, new_dat
                                "('pgml_trigger.score_1()'::regprocedure, 'pgml_trigger.score_2()'::regprocedure)")
         assert depends.fetchone()[0] == 2
     _still_scores(dsn, X, models)
+
+
+def test_the_installer_updates_an_older_extension_with_its_attachments(installed, new_database):
+    dsn = new_database(installed_copy=False)
+    X, y = trained.diabetes()
+    models = [Ridge(alpha=alpha).fit(X, y) for alpha in (0.3, 3.0)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION pgml_trigger VERSION '0.1.0' CASCADE")
+        conn.execute(sql.SQL("ALTER DATABASE {} SET pgml_trigger.python_path = {}").format(  # 0.1.0 has no default
+            sql.Identifier(conn.info.dbname), sql.Literal(installed.python_path)))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        upload(conn, "churn", models[0], alias="production")
+        upload(conn, "churn", models[1])
+        create_table(conn, "accounts", X, extra={"risk": "float8", "risk_logged": "float8"})
+        conn.execute("SELECT pgml_trigger.attach('accounts', 'churn', 'risk')")
+        conn.execute("SELECT pgml_trigger.attach('accounts', 'churn@2', 'risk_logged', log => true)")
+        copy_rows(conn, "accounts", X.iloc[:5])
+    before = contents(dsn)
+
+    report = install(dsn, python_path=installed.python_path, default_path=False, **QUIET)
+    assert report.action == f"updated pgml_trigger 0.1.0 to {__version__}"
+    assert contents(dsn) == before
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist):
+            conn.execute("DROP EXTENSION pgml_trigger")
+    _still_scores(dsn, X, models)
