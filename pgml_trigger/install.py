@@ -55,6 +55,7 @@ class InstallReport:
     python_path: str
     extension_version: str
     action: str  # created, updated from X, converted from the ledger, already current
+    extension_dir: str | None  # where the extension's files were written; None: not by this install
     smoke_version: str
 
 
@@ -107,7 +108,8 @@ def install(dsn: str, *, venv: Path | None = None, python_path: str | None = Non
                            f"but {expected} was installed into {python_path}")
     log(f"smoke test passed: SELECT pgml_trigger.version() = {smoke_version}")
     return InstallReport(server_version=server["version"], interpreter=str(interpreter), python_path=python_path,
-                         extension_version=__version__, action=action, smoke_version=smoke_version)
+                         extension_version=__version__, action=action,
+                         extension_dir=str(extension_dir) if host_files else None, smoke_version=smoke_version)
 
 
 def write_extension_files(extension_dir: Path, log=print) -> None:

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgml_trigger import extension
 from pgml_trigger.install import InstallReport, install
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,10 @@ def new_database(server, installed):
                     sql.Identifier(name), sql.Literal(installed.python_path)))
             else:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                if installed.extension_dir:
+                    # Other checkouts on this host share the extension directory: put this checkout's files
+                    # back (a no-op when nobody changed them) just before the test creates the extension.
+                    extension.write(Path(installed.extension_dir))
         made.append(name)
         return server["dsn"](name)
 
