@@ -1,6 +1,6 @@
 """What SECURITY DEFINER and SET search_path cost per call of a PL/Python function.
 
-Decides which pgml_trigger functions may carry them (sql/0003_trust.sql): the
+Decides which pgml_trigger functions may carry them (sql/access.sql): the
 per-row scoring functions are called once per row, so they carry neither.
 
     python3 bench/security_definer.py [--calls 200000] [--dsn DSN] [--trigger-dsn DSN]

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Install or upgrade pgml_trigger in a PostgreSQL database. Run on the database
-# host, as a user who can write the environment directory (root for the
-# default /opt/pgml_trigger), with a superuser DSN:
+# Install or upgrade the pgml_trigger extension in a PostgreSQL database. Run on the
+# database host, as root (it writes the server's extension directory and, by default,
+# /opt/pgml_trigger), with a superuser DSN:
 #
 #   install/install.sh --dsn "host=/var/run/postgresql dbname=app user=postgres"
 #
 # Options (all passed to `pgml-trigger install`): --venv DIR, --python-path DIR,
-# --source PATH, --no-apt, --with xgboost,lightgbm,catboost. Safe to run again; see README
-# "Installing on your server".
+# --source PATH, --no-apt, --no-default-path, --no-host-files, --with xgboost,lightgbm,catboost.
+# Safe to run again; see README "Installing on your server".
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/python.sh"
 exec "$python" -m pgml_trigger install --source "$here" "$@"

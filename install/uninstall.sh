@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Remove pgml_trigger from a database (superuser DSN). Refuses while scoring
+# DROP EXTENSION pgml_trigger in a database (superuser DSN), refusing while scoring
 # triggers are attached unless given --detach; --remove-environment also
 # deletes the server's Python environment (other databases may share it).
 #

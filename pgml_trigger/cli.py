@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
                          type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
                          help="model libraries to install into the server's environment, comma-separated "
                               "(xgboost, lightgbm, catboost; '' for none); default: those this Python has")
+    install.add_argument("--no-default-path", action="store_true",
+                         help="do not make this environment the host's default for databases without a setting")
+    install.add_argument("--no-host-files", action="store_true",
+                         help="write nothing into the server's extension directory (it has this version's files)")
 
     uninstall = commands.add_parser("uninstall", help="remove pgml_trigger from a database (DBA)")
     _dsn_option(uninstall)
@@ -100,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             from .install import install
 
             install(args.dsn, venv=args.venv, python_path=args.python_path, source=args.source,
-                    allow_apt=not args.no_apt, with_libraries=args.with_libraries)
+                    allow_apt=not args.no_apt, default_path=not args.no_default_path,
+                    host_files=not args.no_host_files, with_libraries=args.with_libraries)
         elif args.command == "uninstall":
             from .uninstall import uninstall
 
@@ -202,7 +207,7 @@ def _label(text: str):
 
 
 def _doctor(args) -> int:
-    """One line per model version; exit status 1 when any would not load."""
+    """One line per model version; exit status 1 when any would not load or is corrupted."""
     import psycopg
 
     from .sqlfiles import query
@@ -216,7 +221,7 @@ def _doctor(args) -> int:
         print(line + (f": {error}" if error else ""))
     if not rows:
         print("no models")
-    return 0 if all(row[5] for row in rows) else 1
+    return 0 if all(row[5] and not row[9].startswith("corrupted") for row in rows) else 1
 
 
 if __name__ == "__main__":

@@ -27,6 +27,10 @@ import io
 
 FORMATS = ("joblib", "skops", "onnx")
 DEFAULT_ALLOWED = "joblib,skops,onnx"
+# The most a model version stores, payload and compiled payload together. pg_dump writes a row as text,
+# a bytea as hex (twice its size), and PostgreSQL holds at most 1 GB in one value: 500 MiB keeps every
+# dump, restore and export of a version within that. The server refuses more (sql/catalog.sql).
+MAX_STORED_BYTES = 500 * 1024 * 1024
 
 # Beyond what skops trusts by default: scikit-learn types whose skops loaders rebuild them from arrays and
 # plain values (no user code runs), found in fitted DecisionTree*/RandomForest*/ExtraTrees*/GradientBoosting*,

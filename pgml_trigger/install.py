@@ -1,25 +1,28 @@
 """The DBA's installer: make a PostgreSQL database score models with pgml_trigger.
 
-Safe to run again at any time. In order, it:
+Run on the database host, as a user who may write the server's extension directory (root). Safe to
+run again at any time. In order, it:
 
-1. checks the server (13 or newer, plpython3u available; installs the OS
-   package when run as root on the database host with apt);
-2. applies the migrations in sql/ in order, in one transaction, under an
-   advisory lock, recording each in pgml_trigger.migrations. Schema first:
-   migrations only add, so backends still running the old package keep
-   working while the environment is replaced, and the new package finds
-   the schema it needs;
-3. asks PL/Python which interpreter it embeds and builds a virtual
-   environment with that same interpreter, readable by the server's OS user,
-   holding this package and its runtime dependencies, and the model
-   libraries (xgboost, lightgbm, catboost) named by ``--with`` or, by
-   default, those the installing Python has: the server needs them only for
-   models that are not scored as ONNX;
-4. points the database at it (ALTER DATABASE ... SET pgml_trigger.python_path);
-5. checks that ``SELECT pgml_trigger.version()`` answers from inside the server.
+1. checks the server (13 or newer, plpython3u available; installs the OS package when run as root on
+   the database host with apt);
+2. writes the extension's files (pgml_trigger/extension.py) into the server's extension directory,
+   ``pg_config --sharedir``/extension;
+3. in the database, under an advisory lock: ``CREATE EXTENSION pgml_trigger``, or ``ALTER EXTENSION
+   pgml_trigger UPDATE`` when an older version is there, or, for a database the 0.1.0 installer's
+   migration ledger set up, applies the ledger migrations it lacks and converts it into the
+   extension in place (sql/ledger/adopt.sql). Schema first: updates only add, so backends still
+   running the old package keep working while the environment is replaced, and the new package
+   finds the schema it needs;
+4. asks PL/Python which interpreter it embeds and builds a virtual environment with that same
+   interpreter, readable by the server's OS user, holding this package and its runtime dependencies,
+   and the model libraries (xgboost, lightgbm, catboost) named by ``--with`` or, by default, those the
+   installing Python has: the server needs them only for models that are not scored as ONNX;
+5. points the database at it (ALTER DATABASE ... SET pgml_trigger.python_path) and makes it the
+   host's default (the file pgml_trigger.python_path in the extension directory), which databases
+   without the setting use: a database restored from a dump scores at once;
+6. checks that ``SELECT pgml_trigger.version()`` answers from inside the server.
 
-Needs only psycopg in the installing process; scikit-learn and friends go
-into the server's environment.
+Needs only psycopg in the installing process; scikit-learn and friends go into the server's environment.
 """
 
 from __future__ import annotations
@@ -35,9 +38,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__
+from . import __version__, extension
 from .errors import InstallError
-from .sqlfiles import migrations, query
+from .sqlfiles import query
 
 MIN_SERVER_VERSION = 130000
 # Server-side copies of these are pinned to the installing process's versions
@@ -54,8 +57,9 @@ class InstallReport:
     server_version: str
     interpreter: str
     python_path: str
-    applied: list[str]
-    skipped: list[str]
+    extension_version: str
+    action: str  # created, updated from X, converted from the ledger, already current
+    extension_dir: str | None  # where the extension's files were written; None: not by this install
     smoke_version: str
 
 
@@ -72,17 +76,21 @@ def project_root() -> Path | None:
 
 
 def install(dsn: str, *, venv: Path | None = None, python_path: str | None = None, source: str | None = None,
-            allow_apt: bool = True, with_libraries: list[str] | None = None, log=print) -> InstallReport:
-    """``with_libraries``: the model libraries (xgboost, lightgbm, catboost) to put into the server's
+            allow_apt: bool = True, default_path: bool = True, host_files: bool = True,
+            with_libraries: list[str] | None = None, log=print) -> InstallReport:
+    """``default_path=False`` leaves the host's default environment (the file beside the control file) alone;
+    ``host_files=False`` writes nothing into the server's directories (an image that has them already);
+    ``with_libraries``: the model libraries (xgboost, lightgbm, catboost) to put into the server's
     environment, for models that are not scored as ONNX; default: those of them the installing Python has."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         server = _check_server(conn, allow_apt, log)
         conn.execute(query("install_plpython"))
-        # Schema first: migrations only add, so backends still running the old package
-        # keep working on the new schema, while the new package needs the new schema.
-        applied, skipped = migrate(conn, log)
+        extension_dir = Path(server["sharedir"]) / "extension"
+        if host_files:
+            write_extension_files(extension_dir, log)
+        action = create_or_update(conn, log)
         conn.execute(query("install_probe"))
         probe = json.loads(conn.execute(query("install_probe_call")).fetchone()[0])
         py_version = "{}.{}".format(*probe["version"][:2])
@@ -93,6 +101,9 @@ def install(dsn: str, *, venv: Path | None = None, python_path: str | None = Non
             libraries = model_libraries(with_libraries)
             python_path = str(_build_environment(interpreter, venv, source, libraries, allow_apt, log))
         log(f"server imports pgml_trigger from {python_path}")
+        if default_path and host_files:
+            extension.write_default_python_path(extension_dir, python_path)
+            log(f"default environment for databases without pgml_trigger.python_path: {python_path}")
         from psycopg import sql
 
         conn.execute(sql.SQL(query("install_python_path")).format(
@@ -105,34 +116,71 @@ def install(dsn: str, *, venv: Path | None = None, python_path: str | None = Non
                            f"but {expected} was installed into {python_path}")
     log(f"smoke test passed: SELECT pgml_trigger.version() = {smoke_version}")
     return InstallReport(server_version=server["version"], interpreter=str(interpreter), python_path=python_path,
-                         applied=applied, skipped=skipped, smoke_version=smoke_version)
+                         extension_version=__version__, action=action,
+                         extension_dir=str(extension_dir) if host_files else None, smoke_version=smoke_version)
+
+
+def write_extension_files(extension_dir: Path, log=print) -> None:
+    """The control file and scripts, where the server looks for them; only files that differ are written."""
+    if not extension_dir.is_dir():
+        raise InstallError(f"the server's extension directory {extension_dir} is not on this machine",
+                           hint="run the installer on the database host")
+    try:
+        written = extension.write(extension_dir)
+    except PermissionError:
+        raise InstallError(f"cannot write the extension's files into {extension_dir}",
+                           hint="run the installer as root (or as the owner of that directory)") from None
+    log(f"extension files in {extension_dir}: {', '.join(written) or 'all current'}")
+
+
+def create_or_update(conn, log=print) -> str:
+    """CREATE EXTENSION, ALTER EXTENSION ... UPDATE, or convert a ledger installation; what was done."""
+    with conn.transaction():
+        conn.execute(query("install_lock"))
+        version, ledger = conn.execute(query("install_state")).fetchone()
+        if version == __version__:
+            action = f"pgml_trigger {version} already installed"
+        elif version is not None:
+            conn.execute(query("install_update"))
+            action = f"updated pgml_trigger {version} to {__version__}"
+        elif ledger:
+            migrate(conn, log)
+            conn.execute(query("install_convert"))
+            action = f"converted the migration ledger's installation into the extension pgml_trigger {__version__}"
+        else:
+            conn.execute(query("install_create"))
+            action = f"created the extension pgml_trigger {__version__}"
+        conn.execute(query("install_rewrite"))
+    log(action)
+    return action
 
 
 def migrate(conn, log=print, through: str | None = None) -> tuple[list[str], list[str]]:
-    """Apply pending migrations in one transaction; refuse any applied one whose text changed.
+    """Apply pending ledger migrations (sql/ledger/) in one transaction; refuse any applied one whose text changed.
 
-    ``through`` stops after that migration (to stand up an older release, e.g. to test upgrades).
+    How 0.1.0 installed, kept to bring a ledger installation to its last migration before it becomes
+    the extension, and for tests that stand up such an installation. ``through`` stops after that migration.
     """
     applied, skipped = [], []
     with conn.transaction():
-        conn.execute(query("install_lock"))
+        conn.execute(query("install_ledger_lock"))
         conn.execute(query("install_ledger"))
         done = dict(conn.execute(query("install_applied")).fetchall())
-        for version, text in migrations():
+        for version, text in extension.ledger_migrations():
             if through is not None and version > through:
                 break
             checksum = hashlib.sha256(text.encode()).hexdigest()
             if version in done:
                 if done[version] != checksum:
                     raise InstallError(f"migration {version} was applied with checksum {done[version]}, but "
-                                       f"sql/{version}.sql now has checksum {checksum}",
-                                       hint="never edit an applied migration; add a new numbered file instead")
+                                       f"sql/ledger/{version}.sql now has checksum {checksum}",
+                                       hint="never edit an applied migration")
                 skipped.append(version)
                 continue
             conn.execute(text)
             conn.execute(query("install_record"), {"version": version, "checksum": checksum})
             applied.append(version)
-    log(f"migrations applied: {', '.join(applied) or 'none'}; already present: {', '.join(skipped) or 'none'}")
+    log(f"ledger migrations applied: {', '.join(applied) or 'none'}; already present: {', '.join(skipped) or 'none'}")
     return applied, skipped
 
 
@@ -142,9 +190,10 @@ def _check_server(conn, allow_apt: bool, log) -> dict:
     if info["version_num"] < MIN_SERVER_VERSION:
         raise InstallError(f"PostgreSQL {info['version']} is too old; pgml_trigger needs 13 or newer")
     if not info["is_superuser"]:
-        raise InstallError("the installer must connect as a superuser (it creates plpython3u functions and "
-                           "sets pgml_trigger.python_path for the database)")
+        raise InstallError("the installer must connect as a superuser (CREATE EXTENSION pgml_trigger needs one, "
+                           "as does setting pgml_trigger.python_path for the database)")
     log(f"PostgreSQL {info['version']}, database {info['database']}")
+    info["sharedir"] = conn.execute(query("install_sharedir")).fetchone()[0]
     if not info["plpython_available"]:
         major = info["version_num"] // 10000
         package = f"postgresql-plpython3-{major}"

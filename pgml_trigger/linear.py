@@ -5,7 +5,7 @@ row before the model does anything (the call, and the float8[] turned into
 a list; see bench/ and the README's Performance). For a pipeline of affine
 scalers ending in a linear model, the prediction is an intercept plus a dot
 product, which the generated PL/pgSQL trigger can evaluate itself
-(sql/0007_linear_triggers.sql writes it from the form made here).
+(sql/triggers.sql writes it from the form made here).
 
 The form, stored with the version as ``models.linear_form``:
 

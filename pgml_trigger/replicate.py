@@ -3,7 +3,7 @@
 PostgreSQL's logical replication does the copying: the registry publishes the catalog tables (models,
 aliases, alias history) as ``pgml_trigger_catalog``, and each scoring database subscribes to it. The
 triggers that keep open sessions and SQL-arithmetic row triggers current on a subscriber are in
-sql/0012_replication.sql. Every statement is printed before it runs, so a DBA can also run them by hand.
+sql/replication.sql. Every statement is printed before it runs, so a DBA can also run them by hand.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """Remove pgml_trigger from a database: ``install/uninstall.sh`` / ``pgml-trigger uninstall``.
 
-Refuses while scoring triggers are attached, unless told to detach them
-(their tables and rows stay; only the triggers go). Models, aliases and
-history go with the schema. The server's Python environment is removed only
-on request, since other databases may share it.
+``DROP EXTENSION pgml_trigger`` with a safer default: it refuses while scoring triggers are attached,
+unless told to detach them (their tables and rows stay; only the triggers go), where DROP EXTENSION
+would refuse too, or with CASCADE take the triggers without saying which. Models, aliases and history
+go with the extension, then the schema (not a member: CREATE EXTENSION made it for the control file).
+A database the 0.1.0 installer set up (no extension) loses the same objects. The extension's files and
+the server's Python environment stay, for the host's other databases; the environment goes only on
+request.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def uninstall(dsn: str, *, detach: bool = False, remove_environment: bool = Fals
                 conn.execute(query("uninstall_drop"))
                 database = conn.info.dbname
                 conn.execute(sql.SQL(query("uninstall_reset_path")).format(database=sql.Identifier(database)))
-            log("schema pgml_trigger dropped; pgml_trigger.python_path reset")
+            log("extension and schema pgml_trigger dropped; pgml_trigger.python_path reset")
     if remove_environment and python_path:
         _remove_environment(Path(python_path), log)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from . import formats, frameworks, mlflow_source
 from .compile import Compiled, NotCompiled, check_rows
 from .describe import describe_onnx
-from .errors import InvalidModel, UploadRefused
+from .errors import InvalidModel, ModelTooLarge, UploadRefused
 from .linear import linear_form
 from .profile import training_profile
 from .server.features import NUMBER
@@ -100,6 +100,11 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         probe = _probe_rows(framework, model, info, sample)
     sha256 = formats.sha256(payload)
     compiled_sha256 = formats.sha256(compiled.payload) if compiled.payload is not None else None
+    stored = len(payload) + len(compiled.payload or b"")
+    if stored > formats.MAX_STORED_BYTES:
+        raise ModelTooLarge(f"model {name!r} is {stored} bytes with its compiled payload; pgml_trigger stores at "
+                            f"most {formats.MAX_STORED_BYTES} (500 MiB)",
+                            hint="upload with compile=False to store only the model's own payload")
     key = hmac_key if hmac_key is not None else _key_from_environment()
     params = {
         "name": name, "version": 0, "format": fmt, "payload": payload, "sha256": sha256,

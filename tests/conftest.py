@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgml_trigger import extension
 from pgml_trigger.install import InstallReport, install
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +70,7 @@ def server():
                 base = (f"host={pg.get_container_host_ip()} port={pg.get_exposed_port(5432)} "
                         "user=postgres password=postgres")
                 yield {"dsn": lambda db: f"{base} dbname={db}", "admin_db": "postgres", "kind": "testcontainers",
-                       "install": {"python_path": "/opt/pgml_trigger/site-packages"}}
+                       "install": {"python_path": "/opt/pgml_trigger/site-packages", "host_files": False}}
         return
     from pgml_trigger.localcluster import LocalCluster
 
@@ -112,6 +113,10 @@ def new_database(server, installed):
                     sql.Identifier(name), sql.Literal(installed.python_path)))
             else:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                if installed.extension_dir:
+                    # Other checkouts on this host share the extension directory: put this checkout's files
+                    # back (a no-op when nobody changed them) just before the test creates the extension.
+                    extension.write(Path(installed.extension_dir))
         made.append(name)
         return server["dsn"](name)
 

@@ -7,8 +7,7 @@ import pytest
 
 from pgml_trigger import __version__
 from pgml_trigger.errors import InstallError
-from pgml_trigger.install import install, migrate
-from pgml_trigger.sqlfiles import migrations
+from pgml_trigger.install import install
 
 
 def test_installed_database_answers_version_from_plpython(conn, installed):
@@ -19,10 +18,11 @@ def test_installed_database_answers_version_from_plpython(conn, installed):
     assert language == "plpython3u"
 
 
-def test_ledger_records_every_migration(conn):
-    rows = conn.execute("SELECT version, length(checksum), applied_at <= now() FROM pgml_trigger.migrations "
-                        "ORDER BY version").fetchall()
-    assert rows == [(version, 64, True) for version, _ in migrations()]
+def test_the_database_runs_the_extension_at_the_package_version(conn):
+    listed = conn.execute("SELECT extversion, extnamespace::regnamespace::text, extrelocatable FROM pg_extension "
+                          "WHERE extname = 'pgml_trigger'").fetchone()
+    assert listed == (__version__, "pgml_trigger", False)
+    assert conn.execute("SELECT to_regclass('pgml_trigger.migrations')").fetchone()[0] is None
 
 
 def test_server_imports_from_the_environment_the_installer_built(conn, installed):
@@ -45,21 +45,14 @@ def test_running_the_installer_again_changes_nothing(server, installed, dsn, con
     conn.execute("CREATE TABLE keep (n int); INSERT INTO keep VALUES (42)")
     options = dict(server["install"]) or {"python_path": installed.python_path}
     again = install(dsn, log=lambda message: None, **options)
-    assert again.applied == []
-    assert again.skipped == [version for version, _ in migrations()]
+    assert again.action == f"pgml_trigger {__version__} already installed"
     assert conn.execute("SELECT n FROM keep").fetchone()[0] == 42
-
-
-def test_a_changed_migration_is_refused(conn):
-    conn.execute("UPDATE pgml_trigger.migrations SET checksum = repeat('0', 64) WHERE version = '0001_core'")
-    with pytest.raises(InstallError, match="migration 0001_core was applied with checksum 0000"):
-        migrate(conn, log=lambda message: None)
 
 
 def test_install_into_a_fresh_database(server, installed, new_database):
     options = dict(server["install"]) or {"python_path": installed.python_path}
     report = install(new_database(installed_copy=False), log=lambda message: None, **options)
-    assert report.applied == [version for version, _ in migrations()]
+    assert report.action == f"created the extension pgml_trigger {__version__}"
     assert report.smoke_version == __version__
 
 

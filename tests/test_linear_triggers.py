@@ -1,4 +1,4 @@
-"""Row triggers that compute linear models as SQL arithmetic (sql/0007_linear_triggers.sql, pgml_trigger/linear.py).
+"""Row triggers that compute linear models as SQL arithmetic (sql/triggers.sql, pgml_trigger/linear.py).
 
 The trigger writes the same labels as the model's offline predict(), and
 regression values within linear.RTOL/ATOL of it; rows the arithmetic cannot

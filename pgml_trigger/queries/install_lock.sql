@@ -1,2 +1,2 @@
 -- Two installers at once take turns; the lock ends with the transaction.
-SELECT pg_advisory_xact_lock(hashtext('pgml_trigger.migrations'))
+SELECT pg_advisory_xact_lock(hashtext('pgml_trigger.install'))

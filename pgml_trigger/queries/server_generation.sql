@@ -1,2 +1,2 @@
--- Bumped by every change to models, aliases and attachments (sql/0001_core.sql).
+-- Bumped by every change to models, aliases and attachments (sql/catalog.sql).
 SELECT generation FROM pgml_trigger.catalog_state

@@ -125,8 +125,10 @@ class Catalog:
         """The row's HMAC and library versions, and the database's load policy (server_load_checks.sql)."""
         return dict(self._execute("server_load_checks", ["text", "int4"], [name, version])[0])
 
-    def model_versions(self) -> list[tuple[str, int]]:
-        return [(row["name"], row["version"]) for row in self._execute("server_model_versions", [], [])]
+    def stored_payloads(self) -> list[tuple[str, int, bool, bool]]:
+        """Every model version, and whether its payload and compiled payload still match their sha256."""
+        return [(row["name"], row["version"], row["payload_intact"], row["compiled_intact"])
+                for row in self._execute("server_payload_checks", [], [])]
 
     def warn(self, message: str) -> None:
         self._plpy.warning(message)

@@ -1,7 +1,10 @@
-"""pgml_trigger.doctor(): would each model version load in this database, and under which libraries?
+"""pgml_trigger.doctor(): would each model version load in this database, under which libraries, and is
+what it stores intact?
 
 Each version is loaded the way scoring would load it (policy, HMAC, checksums, deserialization, the
 strict_versions setting), one at a time and outside the backend's cache, so that nothing stays in memory.
+A load reads one payload; the sha256 of both, the original and the compiled one, is checked for every
+version, and a mismatch is reported as corruption of that version.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ def doctor(cache: ModelCache) -> list[tuple]:
     import sklearn
 
     rows = []
-    for name, version in cache.catalog.model_versions():
+    for name, version, payload_intact, compiled_intact in cache.catalog.stored_payloads():
         meta = cache.catalog.resolve(f"{name}@{version}")
         checks = cache.catalog.load_checks(name, version)
         allowed_formats = formats.parse_allowed(checks["allowed_formats"])
@@ -34,7 +37,13 @@ def doctor(cache: ModelCache) -> list[tuple]:
         differing = [f"loads under {library} {server_version(library)}, saved with {recorded}"
                      for library, recorded in recorded_libraries(checks).items()
                      if deserialized and server_version(library) != recorded]
-        if not loads:
+        damaged = [what for what, intact in (("payload", payload_intact), ("compiled payload", compiled_intact))
+                   if not intact]
+        if damaged:
+            verdict = (f"corrupted: the stored {' and '.join(damaged)} of {name}@{version} no longer "
+                       f"match{'es' if len(damaged) == 1 else ''} the sha256 recorded at upload")
+            error = error or verdict
+        elif not loads:
             verdict = "will not load"
         elif differing:
             verdict = "; ".join(differing) + ": predictions may differ"

@@ -1,5 +1,5 @@
 -- pgml_trigger across servers: one registry database publishes its catalog (models, aliases, alias
--- history) by logical replication, and scoring databases subscribe to it (pgml-trigger replicate).
+-- history) by logical replication, and scoring databases subscribe to it (pgml_trigger/replicate.py).
 --
 -- A subscription's apply worker runs with session_replication_role = replica: triggers in their default
 -- state do not fire there, and of the rest only row-level ones do. So each catalog trigger that keeps
@@ -79,6 +79,3 @@ CREATE TRIGGER models_refuse_local_writes BEFORE INSERT OR UPDATE OR DELETE ON p
     FOR EACH STATEMENT EXECUTE FUNCTION pgml_trigger._refuse_local_catalog_writes();
 CREATE TRIGGER aliases_refuse_local_writes BEFORE INSERT OR UPDATE OR DELETE ON pgml_trigger.aliases
     FOR EACH STATEMENT EXECUTE FUNCTION pgml_trigger._refuse_local_catalog_writes();
-
-REVOKE ALL ON FUNCTION pgml_trigger._keep_version_in_use(), pgml_trigger._replace_kept_version(),
-    pgml_trigger._refuse_local_catalog_writes() FROM PUBLIC;

@@ -1,0 +1,1 @@
+ALTER EXTENSION pgml_trigger UPDATE
