@@ -117,10 +117,11 @@ def test_onnx_flavor_with_a_zipmap_and_the_signature_naming_the_columns(conn, re
     assert run.info.run_id
 
 
-def test_xgboost_flavor_reads_the_native_model(registry):
-    """MLflow's xgboost flavor gives the XGBoost model itself, with the signature's names; uploading and scoring
-    XGBoost models is tested with them (they are compiled to ONNX at upload)."""
-    xgboost = pytest.importorskip("xgboost")
+def test_xgboost_flavor_uploads_and_scores_by_column_name(conn, registry):
+    """MLflow's xgboost flavor gives the XGBoost model itself, with the signature's names; it uploads like any
+    XGBoost model (compiled to ONNX at upload, pgml_trigger/frameworks/xgboost.py)."""
+    import xgboost
+
     _, data = trained.iris_text_labels()
     frame = pd.DataFrame(data, columns=IRIS)
     target = np.arange(len(frame)) % 3
@@ -132,7 +133,10 @@ def test_xgboost_flavor_reads_the_native_model(registry):
                                      registered_model_name="xgb", pip_requirements=[])
     source = mlflow_source.resolve("models:/xgb/1")
     assert (type(source.model), source.flavor, source.feature_names) == (xgboost.XGBClassifier, "xgboost", IRIS)
-    assert (source.model.predict(frame.to_numpy()) == model.predict(frame.to_numpy())).all()
+    upload(conn, "xgb", "models:/xgb/1")
+    assert conn.execute("SELECT source_uri, library_versions FROM pgml_trigger.model_versions").fetchone() == (
+        "models:/xgb/1", {"xgboost": xgboost.__version__})
+    assert _by_column_name(conn, "xgb", frame, "predict") == [float(label) for label in model.predict(frame)]
 
 
 def test_cli_uploads_an_mlflow_uri(conn, dsn, registry):
