@@ -28,6 +28,7 @@ SELECT m.name, m.version, m.format, m.scoring_path, pg_size_pretty(m.payload_byt
                  WHERE a.name = m.name AND a.version = m.version), '{}') AS aliases,
        m.task, m.feature_names, m.python_version, m.sklearn_version, m.numpy_version, m.joblib_version,
        m.metrics, m.agreement, m.description, m.created_at, m.created_by,
+       CASE WHEN m.linear_form IS NOT NULL THEN 'sql' ELSE m.scoring_path END AS row_trigger_path,
        m.library_versions, m.source_uri, m.mlflow_version
 FROM pgml_trigger.model_catalog AS m;
 
