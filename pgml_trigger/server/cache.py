@@ -7,7 +7,8 @@ generation is a counter bumped in the same transaction as every change to
 models, aliases and attachments, and it is read at most once per SQL
 statement (the callers pass ``statement_timestamp()``), so a new version, an
 alias move or a deleted model is seen by every open session on its next
-statement.
+statement; and not even that while the writers' shared file says nothing
+changed (generation.py).
 
 Before anything is deserialized, a load reads the DBA's database-level
 settings (never the session's) and refuses: a payload whose format
@@ -40,12 +41,14 @@ from ..errors import (
 from .catalog import Attachment, Catalog, ModelMeta
 from .counters import Counters
 from .engines import OnnxEngine, SklearnEngine
+from .generation import GenerationSignal
 from .scoring import LoadedModel
 
 
 class ModelCache:
-    def __init__(self, catalog: Catalog, max_bytes: int, database_oid: int):
+    def __init__(self, catalog: Catalog, max_bytes: int, database_oid: int, signal: GenerationSignal):
         self.catalog = catalog
+        self.signal = signal
         self.max_bytes = max_bytes
         self._clock = None
         self._generation = None
@@ -61,6 +64,9 @@ class ModelCache:
         if clock == self._clock:
             return
         self.counters.publish_if_due()
+        if self._generation is not None and self.signal.current() == self._generation:
+            self._clock = clock
+            return
         generation = self.catalog.generation()
         self._clock = clock
         if generation != self._generation:
@@ -69,8 +75,9 @@ class ModelCache:
             self._attachments.clear()
 
     def catalog_changed(self) -> None:
-        """This backend itself changed the catalog: look again on the next call."""
+        """This backend itself changed the catalog: look again on the next call, and through SPI from now on."""
         self._clock = None
+        self.signal.distrust()
 
     def model(self, model_ref: str) -> LoadedModel:
         model = self._refs.get(model_ref)

@@ -23,6 +23,7 @@ from .. import __version__  # noqa: E402
 from ..errors import AttachmentStale, FeatureOutOfRange, FeatureTypeMismatch, PgmlTriggerError  # noqa: E402
 from . import counters as _counters  # noqa: E402
 from . import drift as _drift  # noqa: E402
+from . import generation as _generation  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
 from .features import from_array_send, from_mapping, from_positional, in_row  # noqa: E402
@@ -43,7 +44,9 @@ def _cache_limit_bytes(catalog: Catalog) -> int:
 
 
 _catalog = Catalog(plpy)
-_cache = ModelCache(_catalog, _cache_limit_bytes(_catalog), _catalog.database_oid())
+_database_oid, _in_recovery = _catalog.database()
+_cache = ModelCache(_catalog, _cache_limit_bytes(_catalog), _database_oid,
+                    _generation.GenerationSignal(_database_oid, usable=not _in_recovery))
 
 
 def _sql_errors(function):
@@ -182,7 +185,9 @@ def fetch_payload(name, version, compiled):
     return _cache.catalog.fetch_payload(name, version, compiled)
 
 
-def catalog_changed() -> None:
+def catalog_changed(generation: int) -> None:
+    """Called by every writer of the catalog, in its transaction, with the generation it bumped to."""
+    _generation.publish(_database_oid, generation)
     _cache.catalog_changed()
 
 
