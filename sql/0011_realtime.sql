@@ -11,3 +11,81 @@ generation = plpy.execute("UPDATE pgml_trigger.catalog_state SET generation = ge
 if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 GD["pgml_trigger"].catalog_changed(generation[0]["generation"])
 $$;
+
+------------------------------------------------------------------------------
+-- Rows by name: predict('churn', c) FROM customers AS c. The row's columns are matched to the model's
+-- features by name (extra columns ignored). PL/Python cannot take a record, nor SQL functions, so a thin
+-- PL/pgSQL wrapper hands the row over as row_to_json() text: every float8 is written once by its own
+-- output function, where to_jsonb() converts it to numeric first. A record argument also leaves the
+-- resolution of every existing call as it was (an array literal is never a record).
+------------------------------------------------------------------------------
+
+CREATE FUNCTION pgml_trigger._predict(model text, features json, clock timestamptz) RETURNS double precision
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].predict(model, features, clock)
+$$;
+CREATE FUNCTION pgml_trigger._predict_label(model text, features json, clock timestamptz) RETURNS text
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].predict_label(model, features, clock)
+$$;
+CREATE FUNCTION pgml_trigger._predict_proba(model text, features json, clock timestamptz)
+RETURNS double precision[]
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].predict_proba(model, features, clock)
+$$;
+-- features: the text of a JSON array of rows (array_to_json()).
+CREATE FUNCTION pgml_trigger._predict_batch(model text, features json, clock timestamptz)
+RETURNS double precision[]
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].predict_batch(model, features, clock)
+$$;
+
+CREATE FUNCTION pgml_trigger.predict(model text, features record) RETURNS double precision
+LANGUAGE plpgsql STABLE STRICT AS $$
+BEGIN RETURN pgml_trigger._predict(model, row_to_json(features), statement_timestamp()); END
+$$;
+CREATE FUNCTION pgml_trigger.predict_label(model text, features record) RETURNS text
+LANGUAGE plpgsql STABLE STRICT AS $$
+BEGIN RETURN pgml_trigger._predict_label(model, row_to_json(features), statement_timestamp()); END
+$$;
+CREATE FUNCTION pgml_trigger.predict_proba(model text, features record) RETURNS double precision[]
+LANGUAGE plpgsql STABLE STRICT AS $$
+BEGIN RETURN pgml_trigger._predict_proba(model, row_to_json(features), statement_timestamp()); END
+$$;
+COMMENT ON FUNCTION pgml_trigger.predict(text, record) IS
+    'prediction of a model for a table row, its columns matched to the features by name';
+COMMENT ON FUNCTION pgml_trigger.predict_label(text, record) IS 'predicted class label of a table row, as text';
+COMMENT ON FUNCTION pgml_trigger.predict_proba(text, record) IS
+    'class probabilities for a table row, in the order of the model''s classes';
+
+-- predict_batch('churn', json_agg(c)): the rows as a JSON array. Not an anyarray overload: that would
+-- make predict_batch('m', ARRAY[[...]]) over numeric ambiguous, where it now means double precision[].
+CREATE FUNCTION pgml_trigger.predict_batch(model text, features json) RETURNS double precision[]
+LANGUAGE sql STABLE STRICT AS $$ SELECT pgml_trigger._predict_batch(model, features, statement_timestamp()) $$;
+COMMENT ON FUNCTION pgml_trigger.predict_batch(text, json) IS
+    'predictions for a JSON array of rows (e.g. json_agg(t)), keys matched to features by name; '
+    'a null row predicts NULL';
+
+------------------------------------------------------------------------------
+-- Privileges, as their siblings' (0003_trust.sql).
+------------------------------------------------------------------------------
+
+DO $$
+DECLARE
+    fn regprocedure;
+BEGIN
+    FOREACH fn IN ARRAY ARRAY[
+        'pgml_trigger._predict(text, json, timestamptz)', 'pgml_trigger._predict_label(text, json, timestamptz)',
+        'pgml_trigger._predict_proba(text, json, timestamptz)', 'pgml_trigger._predict_batch(text, json, timestamptz)',
+        'pgml_trigger.predict(text, record)', 'pgml_trigger.predict_label(text, record)',
+        'pgml_trigger.predict_proba(text, record)', 'pgml_trigger.predict_batch(text, json)']::regprocedure[]
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgml_trigger_user', fn);
+    END LOOP;
+END
+$$;

@@ -70,21 +70,27 @@ def _raise(message, sqlstate, detail, hint):
 
 
 def _inputs(model, features, columns=None):
-    """jsonb arrives as its text (json.loads is the fastest way to a dict), float8[] as a list."""
+    """One row's features: jsonb and json (a table row, row_to_json() in SQL) arrive as their text (json.loads is
+    the fastest way to a dict), float8[] as a list; a dict is an element of a batch already parsed."""
     try:
         if isinstance(features, str):
-            try:
-                mapping = json.loads(features)
-            except RecursionError:  # jsonb nests deeper than Python's parser goes: no feature can be that
-                raise FeatureTypeMismatch(f"features for model {model.label} are nested too deeply; give a JSON "
-                                          "object of numbers and strings") from None
-            except ValueError as exc:  # valid jsonb, so an integer of more digits than Python parses
-                raise FeatureOutOfRange(f"features for model {model.label} hold a number too large: {exc}") from None
-            return from_mapping(model.schema, mapping, model.label, columns)
+            return from_mapping(model.schema, _parsed(model, features), model.label, columns)
+        if isinstance(features, dict):
+            return from_mapping(model.schema, features, model.label, columns)
         return from_positional(model.schema, features, model.label, columns)
     except PgmlTriggerError:
         model.usage[2] += 1
         raise
+
+
+def _parsed(model, text):
+    try:
+        return json.loads(text)
+    except RecursionError:  # jsonb nests deeper than Python's parser goes: no feature can be that
+        raise FeatureTypeMismatch(f"features for model {model.label} are nested too deeply; give a JSON "
+                                  "object of numbers and strings") from None
+    except ValueError as exc:  # valid jsonb, so an integer of more digits than Python parses
+        raise FeatureOutOfRange(f"features for model {model.label} hold a number too large: {exc}") from None
 
 
 def version() -> str:
@@ -114,7 +120,8 @@ def predict_proba(model_ref, features, clock):
 
 @_sql_errors
 def predict_batch(model_ref, features, clock):
-    """``features``: a double precision[][] as array_send() bytes, or a jsonb[] as a list of texts."""
+    """``features``: a double precision[][] as array_send() bytes, a jsonb[] as a list of texts, or table rows as
+    the text of a JSON array."""
     _cache.sync(clock)
     model = _cache.model(model_ref)
     return _score_batch(model, features, model.predict_many)
@@ -128,6 +135,8 @@ def predict_label_batch(model_ref, features, clock):
 
 
 def _score_batch(model, features, score):
+    if isinstance(features, str):
+        features = _parsed(model, features)
     rows, present = _batch_rows(model, features)
     scored = score(rows)
     if present is None:
@@ -139,8 +148,9 @@ def _score_batch(model, features, score):
 
 
 def _batch_rows(model, features, columns=None):
-    """Rows from a double precision[][] (array_send() bytes) or a jsonb[] (texts), and, when a NULL jsonb row
-    was left out (it scores as NULL), the indexes the others came from (else None). Errors name their row.
+    """Rows from a double precision[][] (array_send() bytes), a jsonb[] (texts) or table rows (dicts, from the
+    JSON array _score_batch parsed), and, when a NULL row was left out (it scores as NULL), the indexes the others
+    came from (else None). Errors name their row.
     """
     if isinstance(features, bytes):
         return from_array_send(model.schema, features, model.label), None
