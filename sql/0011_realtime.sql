@@ -1,15 +1,25 @@
 -- Real-time scoring (issue 10).
 
 ------------------------------------------------------------------------------
--- Writers publish the generation they bumped to (pgml_trigger/server/generation.py), so that readers
--- read it from the catalog only when it may have changed. As in 0001 and 0003 otherwise.
+-- Writers publish the generation they bumped to, so that readers read it from the catalog only when it
+-- may have changed (pgml_trigger/server/generation.py reads the file). Written here, with nothing but the
+-- standard library, so that writing the catalog never depends on importing the package (the installer
+-- writes it before the database knows where the package is). As in 0001 and 0003 otherwise.
 ------------------------------------------------------------------------------
 
 CREATE OR REPLACE FUNCTION pgml_trigger._catalog_changed() RETURNS trigger
 LANGUAGE plpython3u SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
-generation = plpy.execute("UPDATE pgml_trigger.catalog_state SET generation = generation + 1 RETURNING generation")
-if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
-GD["pgml_trigger"].catalog_changed(generation[0]["generation"])
+import os
+row = plpy.execute("UPDATE pgml_trigger.catalog_state SET generation = generation + 1 RETURNING generation, "
+                   "(SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) AS database")[0]
+directory = f"pg_stat_tmp/pgml_trigger/{row['database']}"  # in the data directory, beside the counters
+os.makedirs(directory, exist_ok=True)
+descriptor = os.open(f"{directory}/generation", os.O_RDWR | os.O_CREAT, 0o600)
+try:  # in place, never replaced: readers keep it mapped
+    os.pwrite(descriptor, row["generation"].to_bytes(8, "little", signed=True), 0)
+finally:
+    os.close(descriptor)
+if "pgml_trigger" in GD: GD["pgml_trigger"].catalog_changed()
 $$;
 
 ------------------------------------------------------------------------------

@@ -195,9 +195,7 @@ def fetch_payload(name, version, compiled):
     return _cache.catalog.fetch_payload(name, version, compiled)
 
 
-def catalog_changed(generation: int) -> None:
-    """Called by every writer of the catalog, in its transaction, with the generation it bumped to."""
-    _generation.publish(_database_oid, generation)
+def catalog_changed() -> None:
     _cache.catalog_changed()
 
 
