@@ -28,6 +28,11 @@ from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
 from .features import from_array_send, from_mapping, from_positional, in_row  # noqa: E402
 
+try:  # parses a row of 30 numbers by name in about a fifth of json.loads's time
+    from orjson import loads as _fast_json  # noqa: E402
+except ImportError:  # a server environment installed before orjson was a dependency
+    _fast_json = json.loads
+
 # Raised to PostgreSQL as "pgml_trigger: <message>": PL/Python prefixes an
 # error with its class's module and name, except for __main__.
 SqlError = type("pgml_trigger", (plpy.Error,), {"__module__": "__main__"})
@@ -84,6 +89,10 @@ def _inputs(model, features, columns=None):
 
 
 def _parsed(model, text):
+    try:
+        return _fast_json(text)
+    except ValueError:  # what orjson refuses and json takes: integers beyond 64 bits, nesting beyond 1024, ...
+        pass
     try:
         return json.loads(text)
     except RecursionError:  # jsonb nests deeper than Python's parser goes: no feature can be that

@@ -13,7 +13,9 @@ missing-value policy:
 from __future__ import annotations
 
 import math
+import operator
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -44,6 +46,12 @@ class FeatureSchema:
     @cached_property
     def string_features(self) -> list[str]:
         return [name for name, kind in zip(self.names, self.types) if kind == STRING]
+
+    @cached_property
+    def values_by_name(self) -> Callable[[dict], tuple]:
+        """The values of the features, in model order, from a mapping (KeyError when one is missing)."""
+        getter = operator.itemgetter(*self.names)
+        return getter if len(self.names) > 1 else lambda mapping: (getter(mapping),)
 
 
 def from_positional(schema: FeatureSchema, values: list, model_label: str, columns=None):
@@ -79,11 +87,11 @@ def from_mapping(schema: FeatureSchema, mapping, model_label: str, columns=None)
                                   f"got a JSON {_json_type(mapping)}")
     if not schema.string_features:
         try:
-            values = [mapping[name] for name in schema.names]
+            values = schema.values_by_name(mapping)
             # One pass for the common case: a sum is a finite number only when every value is a finite
             # number (None, text, arrays and objects raise TypeError; an integer beyond float range, OverflowError).
             if math.isfinite(sum(values)):
-                return [float(value) for value in values]
+                return list(map(float, values))
         except (KeyError, TypeError, OverflowError):
             pass
     missing = [position for position, name in enumerate(schema.names) if name not in mapping]
