@@ -81,6 +81,37 @@ COMMENT ON FUNCTION pgml_trigger.predict_batch(text, json) IS
     'a null row predicts NULL';
 
 ------------------------------------------------------------------------------
+-- Loading models before the first request, and what loading them cost.
+------------------------------------------------------------------------------
+
+-- cache_info() as in 0001, and how each model scores here and how long it took to load.
+DROP FUNCTION pgml_trigger.cache_info();
+CREATE FUNCTION pgml_trigger.cache_info(
+    OUT name text, OUT version integer, OUT sha256 text, OUT payload_bytes bigint, OUT loads bigint,
+    OUT scoring_path text, OUT load_seconds double precision)
+RETURNS SETOF record
+LANGUAGE plpython3u VOLATILE AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].cache_info()
+$$;
+COMMENT ON FUNCTION pgml_trigger.cache_info() IS
+    'models deserialized in this backend, how often each was loaded, how it scores and its last load time';
+
+CREATE FUNCTION pgml_trigger._warm_up(models text[], clock timestamptz,
+    OUT model text, OUT name text, OUT version integer, OUT scoring_path text, OUT load_seconds double precision)
+RETURNS SETOF record
+LANGUAGE plpython3u VOLATILE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].warm_up(models, clock)
+$$;
+CREATE FUNCTION pgml_trigger.warm_up(VARIADIC models text[],
+    OUT model text, OUT name text, OUT version integer, OUT scoring_path text, OUT load_seconds double precision)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE STRICT AS $$ SELECT * FROM pgml_trigger._warm_up(models, statement_timestamp()) $$;
+COMMENT ON FUNCTION pgml_trigger.warm_up(text[]) IS
+    'load models into this backend now (a pooled connection''s first request then scores at once)';
+
+------------------------------------------------------------------------------
 -- Privileges, as their siblings' (0003_trust.sql).
 ------------------------------------------------------------------------------
 
@@ -92,7 +123,9 @@ BEGIN
         'pgml_trigger._predict(text, json, timestamptz)', 'pgml_trigger._predict_label(text, json, timestamptz)',
         'pgml_trigger._predict_proba(text, json, timestamptz)', 'pgml_trigger._predict_batch(text, json, timestamptz)',
         'pgml_trigger.predict(text, record)', 'pgml_trigger.predict_label(text, record)',
-        'pgml_trigger.predict_proba(text, record)', 'pgml_trigger.predict_batch(text, json)']::regprocedure[]
+        'pgml_trigger.predict_proba(text, record)', 'pgml_trigger.predict_batch(text, json)',
+        'pgml_trigger.cache_info()', 'pgml_trigger._warm_up(text[], timestamptz)',
+        'pgml_trigger.warm_up(text[])']::regprocedure[]
     LOOP
         EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', fn);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgml_trigger_user', fn);

@@ -53,6 +53,22 @@ def test_a_session_sees_its_own_change_and_its_rollback(conn, connect):
     assert _version_scoring(session) == 3
 
 
+def test_warm_up_loads_models_before_the_first_request(conn, connect):
+    upload(conn, "m", _versioned(1), alias="production")
+    upload(conn, "other", _versioned(5))
+    pooled = connect()
+    warmed = pooled.execute("SELECT model, name, version, scoring_path, load_seconds "
+                            "FROM pgml_trigger.warm_up('m', 'other@1')").fetchall()
+    assert [row[:4] for row in warmed] == [("m", "m", 1, "sklearn"), ("other@1", "other", 1, "sklearn")]
+    assert all(row[4] > 0 for row in warmed)
+    again = pooled.execute("SELECT load_seconds FROM pgml_trigger.warm_up('m')").fetchone()[0]
+    assert again < min(row[4] for row in warmed)  # already loaded: only resolving it
+    cached = pooled.execute("SELECT name, loads, scoring_path, load_seconds > 0 FROM pgml_trigger.cache_info() "
+                            "ORDER BY name").fetchall()
+    assert cached == [("m", 1, "sklearn", True), ("other", 1, "sklearn", True)]
+    assert _version_scoring(pooled) == 1
+
+
 def _publish(directory, database_oid: int, number: int) -> None:
     """What a writer does (pgml_trigger._catalog_changed() in sql/0011): 8 bytes, in place."""
     target = directory / str(database_oid) / "generation"

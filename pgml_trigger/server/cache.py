@@ -24,6 +24,7 @@ does not match its sha256; a skops payload with untrusted types; and, under
 from __future__ import annotations
 
 import functools
+import time
 from collections import OrderedDict
 
 from .. import formats
@@ -108,7 +109,9 @@ class ModelCache:
                     f"model {meta.name}@{meta.version} has a payload of {meta.payload_bytes / 2**20:.1f} MB, more than "
                     f"a backend may hold (pgml_trigger.model_cache_mb = {self.max_bytes // 2**20})",
                     hint="raise pgml_trigger.model_cache_mb for this database, or upload a smaller model")
+            started = time.perf_counter()
             model = self._load(meta)
+            model.load_seconds = time.perf_counter() - started
             self._loaded[key] = model
             self._loaded_bytes += model.payload_bytes
             self._evict(keep=key)

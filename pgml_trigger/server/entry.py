@@ -16,6 +16,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import functools  # noqa: E402
 import json  # noqa: E402
+import time  # noqa: E402
 
 import plpy  # noqa: E402  (PL/Python's built-in module)
 
@@ -209,8 +210,21 @@ def catalog_changed() -> None:
 
 
 def cache_info():
-    return [(m.name, m.version, m.sha256, m.payload_bytes, _cache.counters.loads[m.name, m.version])
-            for m in _cache.entries()]
+    return [(m.name, m.version, m.sha256, m.payload_bytes, _cache.counters.loads[m.name, m.version], m.scoring_path,
+             m.load_seconds) for m in _cache.entries()]
+
+
+@_sql_errors
+def warm_up(model_refs, clock):
+    """Load models into this backend before its first request (e.g. a pool's new connection): per reference,
+    what it resolved to, how it scores, and the seconds this call spent loading it (0 when it was loaded)."""
+    _cache.sync(clock)
+    result = []
+    for model_ref in model_refs:
+        started = time.perf_counter()
+        model = _cache.model(model_ref)
+        result.append((model_ref, model.name, model.version, model.scoring_path, time.perf_counter() - started))
+    return result
 
 
 def counters():
