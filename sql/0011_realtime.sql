@@ -56,15 +56,21 @@ $$;
 
 CREATE FUNCTION pgml_trigger.predict(model text, features record) RETURNS double precision
 LANGUAGE plpgsql STABLE STRICT AS $$
-BEGIN RETURN pgml_trigger._predict(model, row_to_json(features), statement_timestamp()); END
+BEGIN
+    RETURN pgml_trigger._predict(model, pg_catalog.row_to_json(features), pg_catalog.statement_timestamp());
+END
 $$;
 CREATE FUNCTION pgml_trigger.predict_label(model text, features record) RETURNS text
 LANGUAGE plpgsql STABLE STRICT AS $$
-BEGIN RETURN pgml_trigger._predict_label(model, row_to_json(features), statement_timestamp()); END
+BEGIN
+    RETURN pgml_trigger._predict_label(model, pg_catalog.row_to_json(features), pg_catalog.statement_timestamp());
+END
 $$;
 CREATE FUNCTION pgml_trigger.predict_proba(model text, features record) RETURNS double precision[]
 LANGUAGE plpgsql STABLE STRICT AS $$
-BEGIN RETURN pgml_trigger._predict_proba(model, row_to_json(features), statement_timestamp()); END
+BEGIN
+    RETURN pgml_trigger._predict_proba(model, pg_catalog.row_to_json(features), pg_catalog.statement_timestamp());
+END
 $$;
 COMMENT ON FUNCTION pgml_trigger.predict(text, record) IS
     'prediction of a model for a table row, its columns matched to the features by name';
@@ -88,14 +94,14 @@ COMMENT ON FUNCTION pgml_trigger.predict_batch(text, json) IS
 DROP FUNCTION pgml_trigger.cache_info();
 CREATE FUNCTION pgml_trigger.cache_info(
     OUT name text, OUT version integer, OUT sha256 text, OUT payload_bytes bigint, OUT loads bigint,
-    OUT scoring_path text, OUT load_seconds double precision)
+    OUT scoring_path text, OUT load_seconds double precision, OUT load_stages jsonb)
 RETURNS SETOF record
 LANGUAGE plpython3u VOLATILE AS $$
 if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].cache_info()
 $$;
 COMMENT ON FUNCTION pgml_trigger.cache_info() IS
-    'models deserialized in this backend, how often each was loaded, how it scores and its last load time';
+    'models deserialized in this backend, how often each was loaded, how it scores, its last load time by stage';
 
 CREATE FUNCTION pgml_trigger._warm_up(models text[], clock timestamptz,
     OUT model text, OUT name text, OUT version integer, OUT scoring_path text, OUT load_seconds double precision)

@@ -63,9 +63,11 @@ def test_warm_up_loads_models_before_the_first_request(conn, connect):
     assert all(row[4] > 0 for row in warmed)
     again = pooled.execute("SELECT load_seconds FROM pgml_trigger.warm_up('m')").fetchone()[0]
     assert again < min(row[4] for row in warmed)  # already loaded: only resolving it
-    cached = pooled.execute("SELECT name, loads, scoring_path, load_seconds > 0 FROM pgml_trigger.cache_info() "
-                            "ORDER BY name").fetchall()
-    assert cached == [("m", 1, "sklearn", True), ("other", 1, "sklearn", True)]
+    cached = pooled.execute("SELECT name, loads, scoring_path, load_seconds > 0, load_stages "
+                            "FROM pgml_trigger.cache_info() ORDER BY name").fetchall()
+    assert [row[:4] for row in cached] == [("m", 1, "sklearn", True), ("other", 1, "sklearn", True)]
+    for *_, stages in cached:
+        assert set(stages) == {"fetch", "sha256", "deserialize"} and all(s >= 0 for s in stages.values())
     assert _version_scoring(pooled) == 1
 
 

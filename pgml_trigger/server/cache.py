@@ -59,6 +59,7 @@ class ModelCache:
         self._loaded_bytes = 0
         self.counters = Counters(database_oid)
         self._version_warned: set[tuple[str, int]] = set()
+        self._stages: dict[str, float] = {}  # seconds per stage of the load under way (load_stages)
 
     def sync(self, clock) -> None:
         """Forget resolved references if the catalog changed since the last statement."""
@@ -109,9 +110,11 @@ class ModelCache:
                     f"model {meta.name}@{meta.version} has a payload of {meta.payload_bytes / 2**20:.1f} MB, more than "
                     f"a backend may hold (pgml_trigger.model_cache_mb = {self.max_bytes // 2**20})",
                     hint="raise pgml_trigger.model_cache_mb for this database, or upload a smaller model")
+            self._stages = {}
             started = time.perf_counter()
             model = self._load(meta)
             model.load_seconds = time.perf_counter() - started
+            model.load_stages, self._stages = self._stages, {}  # later loads (doctor(), fallbacks) count apart
             self._loaded[key] = model
             self._loaded_bytes += model.payload_bytes
             self._evict(keep=key)
@@ -129,10 +132,12 @@ class ModelCache:
         missing_value_engine = None
         if meta.format == "onnx":
             _allow(label, "onnx", "payload", checks)
-            payload = self._verified(label, self.catalog.payload(meta.name, meta.version), meta.sha256, "payload")
+            payload = self._verified(label, self._timed("fetch", self.catalog.payload, meta.name, meta.version),
+                                     meta.sha256, "payload")
             engine, payload_bytes = self._onnx_engine(label, payload, meta, "payload"), len(payload)
         elif meta.compiled_format == "onnx" and "onnx" in allowed and _onnxruntime_available():
-            payload = self._verified(label, self.catalog.compiled_payload(meta.name, meta.version),
+            payload = self._verified(label, self._timed("fetch", self.catalog.compiled_payload, meta.name,
+                                                        meta.version),
                                      meta.compiled_sha256, "compiled payload")
             engine = self._onnx_engine(label, payload, meta, "compiled payload")
             if meta.schema.accepts_nan and not meta.compiled_handles_nan:
@@ -161,7 +166,7 @@ class ModelCache:
 
     def _onnx_engine(self, label: str, payload: bytes, meta: ModelMeta, what: str) -> OnnxEngine:
         try:
-            return OnnxEngine(payload, meta.schema, meta.classes)
+            return self._timed("onnxruntime session", OnnxEngine, payload, meta.schema, meta.classes)
         except ImportError as exc:
             raise ModelLoadFailed(f"model {label} needs onnxruntime, which this server's environment lacks",
                                   hint="pgml-trigger install puts onnxruntime into it") from exc
@@ -175,7 +180,8 @@ class ModelCache:
         _allow(label, meta.format, "payload" if meta.compiled_format is None else
                "payload (needed where its compiled ONNX graph cannot score)", checks)
         self._check_versions(meta, label, checks, quiet)
-        payload = self._verified(label, self.catalog.payload(meta.name, meta.version), meta.sha256, "payload")
+        payload = self._verified(label, self._timed("fetch", self.catalog.payload, meta.name, meta.version),
+                                 meta.sha256, "payload")
         return SklearnEngine(self._deserialize(label, payload, meta.format), meta.schema), len(payload)
 
     def _check_versions(self, meta: ModelMeta, label: str, checks: dict, quiet: bool) -> None:
@@ -195,17 +201,22 @@ class ModelCache:
             self.catalog.warn(f"pgml_trigger: {message}; its predictions may differ from the ones checked "
                               "at upload")
 
-    @staticmethod
-    def _verified(label: str, payload: bytes, sha256: str, what: str) -> bytes:
-        if formats.sha256(payload) != sha256:
+    def _timed(self, stage: str, function, *args):
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            self._stages[stage] = self._stages.get(stage, 0.0) + time.perf_counter() - started
+
+    def _verified(self, label: str, payload: bytes, sha256: str, what: str) -> bytes:
+        if self._timed("sha256", formats.sha256, payload) != sha256:
             raise ModelCorrupted(f"model {label}: the stored {what} does not match its sha256 {sha256}; "
                                  "refusing to load it", hint="upload the model again")
         return payload
 
-    @staticmethod
-    def _deserialize(label: str, payload: bytes, fmt: str):
+    def _deserialize(self, label: str, payload: bytes, fmt: str):
         try:
-            return formats.load(payload, fmt)
+            return self._timed("deserialize", formats.load, payload, fmt)
         except UntrustedContent as exc:
             raise UntrustedContent(f"model {label}: {exc.message}; refusing to load it", hint=exc.hint) from None
         except MemoryError:
