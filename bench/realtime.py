@@ -66,7 +66,7 @@ def run(conn, dsn: str, bindir: Path, model_name: str, model, X: np.ndarray, fea
     pgbench = _pgbench_all(dsn, bindir, model_name, seconds, rounds)
     cpu = {label: backend_cpu_us(dsn, query.format(model=model_name)) for label, (query, _) in QUERIES.items()}
     return {"model": model_name, "seconds": seconds, "rounds": rounds, "pgbench": pgbench, **scan,
-            "backend_cpu_us": cpu,
+            "backend_cpu_us": cpu, "first_prediction": first_prediction(conn, dsn, model_name, model),
             "targets": {"share_positional": TARGET_SHARE_POSITIONAL, "share_by_name": TARGET_SHARE_BY_NAME,
                         "scan_by_name": TARGET_SCAN_BY_NAME, "batch_by_name": TARGET_BATCH_BY_NAME}}
 
@@ -135,6 +135,41 @@ def _pgbench_all(dsn: str, bindir: Path, model: str, seconds: int, rounds: int) 
         results.append({"query": label, "clients": clients, **measured,
                         "share_of_select_1": measured["per_s"] / select_1})
     return results
+
+
+def first_prediction(conn, dsn: str, name: str, model) -> dict:
+    """A new backend's first request, warm_up() in it, against loading the same model in this process."""
+    import io
+
+    import joblib
+    import psycopg
+
+    from pgml_trigger.server.engines import onnx_session
+
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as fresh:
+        connected = time.perf_counter()
+        load_seconds = fresh.execute("SELECT load_seconds FROM pgml_trigger.warm_up(%s)", [name]).fetchone()[0]
+        warmed = time.perf_counter()
+        stages = fresh.execute("SELECT load_stages FROM pgml_trigger.cache_info() WHERE name = %s",
+                               [name]).fetchone()[0]
+    compiled = conn.execute("SELECT compiled_payload FROM pgml_trigger.models WHERE name = %s", [name]).fetchone()[0]
+    pickled = io.BytesIO()
+    joblib.dump(model, pickled)
+    session_s = _best_seconds(lambda: onnx_session(compiled))
+    joblib_s = _best_seconds(lambda: joblib.load(io.BytesIO(pickled.getvalue())))
+    return {"connect_s": connected - started, "warm_up_s": warmed - connected, "load_s": load_seconds,
+            "import_s": warmed - connected - load_seconds, "load_stages": stages,
+            "client_onnx_session_s": session_s, "client_joblib_load_s": joblib_s}
+
+
+def _best_seconds(action, runs: int = 3) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def backend_cpu_us(dsn: str, query: str, statements: int = 4000) -> float:
@@ -229,6 +264,12 @@ def report(results: dict) -> list[str]:
                  f"float8[][] (target <= {targets['batch_by_name']}x) "
                  f"{_verdict(worst_batch <= targets['batch_by_name'])}")
     lines.append("  every form's predictions equal scikit-learn's predict on the same rows")
+    first = results["first_prediction"]
+    lines.append(f"  a new backend's first request (warm_up): {first['warm_up_s']:.2f} s = importing the package "
+                 f"{first['import_s']:.2f} s + loading the model {first['load_s']:.3f} s (" +
+                 ", ".join(f"{stage} {seconds:.3f}" for stage, seconds in first["load_stages"].items()) +
+                 f"); in this process: onnxruntime session {first['client_onnx_session_s']:.3f} s, joblib.load "
+                 f"{first['client_joblib_load_s']:.3f} s")
     return lines
 
 
