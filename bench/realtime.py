@@ -62,11 +62,12 @@ def prepare(conn, X: np.ndarray, features: list[str]) -> None:
 
 def run(conn, dsn: str, bindir: Path, model_name: str, model, X: np.ndarray, features: list[str],
         seconds: int = 5, rounds: int = 2) -> dict:
+    first = first_prediction(conn, dsn, model_name, model)
     scan = _scan(conn, model_name, model, X, features)
-    pgbench = _pgbench_all(dsn, bindir, model_name, seconds, rounds)
     cpu = {label: backend_cpu_us(dsn, query.format(model=model_name)) for label, (query, _) in QUERIES.items()}
+    pgbench = _pgbench_all(dsn, bindir, model_name, seconds, rounds)
     return {"model": model_name, "seconds": seconds, "rounds": rounds, "pgbench": pgbench, **scan,
-            "backend_cpu_us": cpu, "first_prediction": first_prediction(conn, dsn, model_name, model),
+            "backend_cpu_us": cpu, "first_prediction": first,
             "targets": {"share_positional": TARGET_SHARE_POSITIONAL, "share_by_name": TARGET_SHARE_BY_NAME,
                         "scan_by_name": TARGET_SCAN_BY_NAME, "batch_by_name": TARGET_BATCH_BY_NAME}}
 
@@ -191,12 +192,12 @@ def backend_cpu_us(dsn: str, query: str, statements: int = 4000) -> float:
     with psycopg.connect(dsn, autocommit=True) as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         for key in ids[:200]:
-            conn.execute(text, [key], prepare=True).fetchall()
+            conn.execute(text, [key] if "%s" in text else None, prepare=True).fetchall()
         best = float("inf")
         for _ in range(3):
             before = cpu_seconds(pid)
             for key in ids:
-                conn.execute(text, [key], prepare=True).fetchall()
+                conn.execute(text, [key] if "%s" in text else None, prepare=True).fetchall()
             best = min(best, cpu_seconds(pid) - before)
     return best / statements * 1e6
 

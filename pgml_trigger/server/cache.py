@@ -135,7 +135,7 @@ class ModelCache:
             payload = self._verified(label, self._timed("fetch", self.catalog.payload, meta.name, meta.version),
                                      meta.sha256, "payload")
             engine, payload_bytes = self._onnx_engine(label, payload, meta, "payload"), len(payload)
-        elif meta.compiled_format == "onnx" and "onnx" in allowed and _onnxruntime_available():
+        elif meta.compiled_format == "onnx" and "onnx" in allowed and self._timed("import", _onnxruntime_available):
             payload = self._verified(label, self._timed("fetch", self.catalog.compiled_payload, meta.name,
                                                         meta.version),
                                      meta.compiled_sha256, "compiled payload")
