@@ -1,6 +1,7 @@
 """Benchmark: compiled per-row scoring, batch scoring and scoring triggers against the plain alternatives.
 
     python -m bench [--venv DIR] [--rows-per-row 20000] [--rows-batch 1000000] [--rows-trigger 100000]
+    python -m bench --only realtime
 
 Starts a throwaway PostgreSQL (LocalCluster), installs pgml_trigger into it,
 uploads three breast-cancer classifiers (StandardScaler+LogisticRegression,
@@ -23,6 +24,9 @@ measures, one model at a time:
   one-row INSERTs;
 * service: SQL predict under pgbench against the same model behind a Flask
   service under gunicorn, driven by wrk, at 1/4/16 clients (bench/service.py);
+* real-time: one-row predict by primary key under pgbench against SELECT 1,
+  by position and by name, and by-name forms inside a scan and in
+  predict_batch (bench/realtime.py; alone: ``python -m bench --only realtime``);
 * memory: one backend's RSS with one and with ten models cached.
 
 Prints a table of figures and ratios against the targets of issue 3, and
@@ -37,6 +41,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from . import realtime
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -62,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-trigger", type=int, default=100_000)
     parser.add_argument("--service-seconds", type=int, default=10,
                         help="measured seconds per client count in the SQL vs HTTP service comparison")
+    parser.add_argument("--realtime-seconds", type=int, default=5,
+                        help="measured seconds per pgbench run in the real-time section (each run is the best of two)")
+    parser.add_argument("--only", choices=["realtime"],
+                        help="run one section alone (its figures go to bench/results/<section>.json)")
     args = parser.parse_args(argv)
+    if args.only == "realtime":
+        return _realtime_only(args)
 
     import psycopg
 
@@ -93,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["trigger"][name] = _trigger(conn, name)
             print("[linear] SQL predict under pgbench vs an HTTP service under wrk ...", flush=True)
             results["service"] = _service(dsn, cluster.bindir, models["linear"], args)
+            print("[forest] real-time: one row per statement, by position and by name ...", flush=True)
+            realtime.prepare(conn, X, FEATURES)
+            results["realtime"] = realtime.run(conn, dsn, cluster.bindir, "forest", models["forest"], X, FEATURES,
+                                               seconds=args.realtime_seconds)
             print(f"[forest] backend memory with 1 and {MEMORY_MODELS} models cached ...", flush=True)
             results["memory"] = _memory(conn, dsn, models["forest"], X)
     RESULTS.mkdir(exist_ok=True)
@@ -100,6 +116,34 @@ def main(argv: list[str] | None = None) -> int:
     print(_report(results))
     _plot(results, RESULTS / "bench.png")
     print(f"wrote {RESULTS / 'results.json'} and {RESULTS / 'bench.png'}")
+    return 0
+
+
+def _realtime_only(args) -> int:
+    import psycopg
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+
+    from pgml_trigger import upload
+    from pgml_trigger.install import install
+    from pgml_trigger.localcluster import LocalCluster
+
+    X, y = load_breast_cancer(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
+    with LocalCluster() as cluster:
+        dsn = cluster.dsn("postgres")
+        print(f"installing into a throwaway cluster on port {cluster.port} ...", flush=True)
+        install(dsn, venv=args.venv, log=lambda message: None)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            upload(conn, "forest", forest, feature_names=FEATURES, sample=X)
+            realtime.prepare(conn, X, FEATURES)
+            print("[forest] real-time: one row per statement, by position and by name ...", flush=True)
+            results = realtime.run(conn, dsn, cluster.bindir, "forest", forest, X, FEATURES,
+                                   seconds=args.realtime_seconds)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "realtime.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n".join(["", *realtime.report(results)]))
+    print(f"wrote {RESULTS / 'realtime.json'}")
     return 0
 
 
@@ -159,15 +203,23 @@ def _per_row(dsn, name: str, args) -> dict:
     with psycopg.connect(dsn, autocommit=True) as conn:  # a fresh session: both paths load once, then time
         conn.execute(f"SELECT pgml_trigger.predict(%s, {ARRAY}), bench.sklearn_predict(%s, {ARRAY}) "
                      "FROM bench.per_row LIMIT 1", [name, name])
+        # Both sides score the same rows alike, or the speeds compare nothing.
+        disagree = conn.execute(f"SELECT count(*) FROM bench.baseline WHERE pgml_trigger.predict(%s, {ARRAY}) "
+                                f"IS DISTINCT FROM bench.sklearn_predict(%s, {ARRAY})", [name, name]).fetchone()[0]
+        if disagree:
+            raise AssertionError(f"[{name}] predict() and scikit-learn disagree on {disagree} of "
+                                 f"{args.baseline_rows} rows")
+        # Each side the best of three: the machine may be shared.
         compiled = min(_timed(conn, f"SELECT sum(pgml_trigger.predict(%s, {ARRAY})) FROM bench.per_row", [name])
-                       for _ in range(3))  # best of three: the machine may be shared
-        baseline = _timed(conn, f"SELECT sum(bench.sklearn_predict(%s, {ARRAY})) FROM bench.baseline", [name])
+                       for _ in range(3))
+        baseline = min(_timed(conn, f"SELECT sum(bench.sklearn_predict(%s, {ARRAY})) FROM bench.baseline", [name])
+                       for _ in range(3))
         path = conn.execute("SELECT pgml_trigger.loaded_scoring_path(%s)", [name]).fetchone()[0]
     compiled_us = compiled / args.rows_per_row * 1e6
     baseline_us = baseline / args.baseline_rows * 1e6
     return {"path": path, "compiled_us_per_row": compiled_us, "sklearn_us_per_row": baseline_us,
             "speedup": baseline_us / compiled_us, "target": PER_ROW_TARGETS[name],
-            "rows": args.rows_per_row, "baseline_rows": args.baseline_rows}
+            "rows": args.rows_per_row, "baseline_rows": args.baseline_rows, "predictions_agree": True}
 
 
 def _array_transfer(dsn) -> dict:
@@ -418,6 +470,7 @@ def _report(results: dict) -> str:
         lines.append(f"  {r['clients']:7d} {r['sql_per_s']:8.0f} {r['http_per_s']:8.0f} {ratio:5.1f}x "
                      f"{r['sql_p50_ms']:8.2f} {r['http_p50_ms']:9.2f} {r['sql_p99_ms']:8.2f} {r['http_p99_ms']:9.2f}  "
                      f"{verdicts}")
+    lines += ["", *realtime.report(results["realtime"])]
     memory = results["memory"]
     lines += ["", f"memory: one backend's RSS {memory['bootstrapped_mib']:.0f} MiB bootstrapped, "
                   f"{memory['one_model_mib']:.0f} MiB with one model, {memory['all_models_mib']:.0f} MiB with "

@@ -80,7 +80,8 @@ SELECT pgml_trigger._grant_execute('pgml_trigger_user', ARRAY[
     '_score_row', '_label_row', '_score_row_logged', '_label_row_logged', '_score_statement', '_may_score',
     'rewrite_row_triggers',
     -- observability
-    'version', 'cache_info', 'counters', 'drift', 'doctor', '_payload_checks', '_database_setting']);
+    'version', 'cache_info', 'warm_up', '_warm_up', 'counters', 'drift', 'doctor', '_payload_checks',
+    '_database_setting']);
 
 -- pgml_trigger_admin: uploads, deletes, aliases, the prediction log.
 GRANT SELECT, INSERT, DELETE ON pgml_trigger.models TO pgml_trigger_admin;

@@ -239,9 +239,21 @@ INSERT INTO pgml_trigger.catalog_state (generation) VALUES (1);
 
 -- Bumped in the writer's transaction, so readers see the new generation exactly when they can see the
 -- new rows. The writer's own backend also drops its resolved references at once. Runs as the owner.
+-- The writer also publishes the number it bumped to, before it commits, in a file beside the data
+-- (pgml_trigger/server/generation.py): readers go to the catalog only when it may have changed. Written
+-- with the standard library alone, so writing the catalog never depends on importing the package.
 CREATE FUNCTION pgml_trigger._catalog_changed() RETURNS trigger
 LANGUAGE plpython3u SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
-plpy.execute("UPDATE pgml_trigger.catalog_state SET generation = generation + 1")
+import os
+row = plpy.execute("UPDATE pgml_trigger.catalog_state SET generation = generation + 1 RETURNING generation, "
+                   "(SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) AS database")[0]
+directory = f"pg_stat_tmp/pgml_trigger/{row['database']}"  # in the data directory, beside the counters
+os.makedirs(directory, exist_ok=True)
+descriptor = os.open(f"{directory}/generation", os.O_RDWR | os.O_CREAT, 0o600)
+try:  # in place, never replaced: readers keep it mapped
+    os.pwrite(descriptor, row["generation"].to_bytes(8, "little", signed=True), 0)
+finally:
+    os.close(descriptor)
 if "pgml_trigger" in GD: GD["pgml_trigger"].catalog_changed()
 $$;
 CREATE TRIGGER models_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgml_trigger.models

@@ -67,14 +67,92 @@ COMMENT ON FUNCTION pgml_trigger.predict_label(text, double precision[]) IS 'pre
 COMMENT ON FUNCTION pgml_trigger.predict_proba(text, jsonb) IS 'class probabilities, in the order of the model''s classes';
 COMMENT ON FUNCTION pgml_trigger.predict_proba(text, double precision[]) IS 'class probabilities, in the order of the model''s classes';
 
+-- Rows by name: predict('churn', c) FROM customers AS c. The row's columns are matched to the model's
+-- features by name (extra columns ignored). PL/Python cannot take a record, nor SQL functions, so a thin
+-- PL/pgSQL wrapper hands the row over as row_to_json() text: every float8 is written once by its own
+-- output function, where to_jsonb() converts it to numeric first. A record argument also leaves the
+-- resolution of every existing call as it was (an array literal is never a record).
+CREATE FUNCTION pgml_trigger._predict(model text, features json, clock timestamptz) RETURNS double precision
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].predict(model, features, clock)
+$$;
+CREATE FUNCTION pgml_trigger._predict_label(model text, features json, clock timestamptz) RETURNS text
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].predict_label(model, features, clock)
+$$;
+CREATE FUNCTION pgml_trigger._predict_proba(model text, features json, clock timestamptz)
+RETURNS double precision[]
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].predict_proba(model, features, clock)
+$$;
+-- features: the text of a JSON array of rows (array_to_json()).
+CREATE FUNCTION pgml_trigger._predict_batch(model text, features json, clock timestamptz)
+RETURNS double precision[]
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].predict_batch(model, features, clock)
+$$;
+
+CREATE FUNCTION pgml_trigger.predict(model text, features record) RETURNS double precision
+LANGUAGE plpgsql STABLE STRICT AS $$
+BEGIN
+    RETURN pgml_trigger._predict(model, pg_catalog.row_to_json(features), pg_catalog.statement_timestamp());
+END
+$$;
+CREATE FUNCTION pgml_trigger.predict_label(model text, features record) RETURNS text
+LANGUAGE plpgsql STABLE STRICT AS $$
+BEGIN
+    RETURN pgml_trigger._predict_label(model, pg_catalog.row_to_json(features), pg_catalog.statement_timestamp());
+END
+$$;
+CREATE FUNCTION pgml_trigger.predict_proba(model text, features record) RETURNS double precision[]
+LANGUAGE plpgsql STABLE STRICT AS $$
+BEGIN
+    RETURN pgml_trigger._predict_proba(model, pg_catalog.row_to_json(features), pg_catalog.statement_timestamp());
+END
+$$;
+COMMENT ON FUNCTION pgml_trigger.predict(text, record) IS
+    'prediction of a model for a table row, its columns matched to the features by name';
+COMMENT ON FUNCTION pgml_trigger.predict_label(text, record) IS 'predicted class label of a table row, as text';
+COMMENT ON FUNCTION pgml_trigger.predict_proba(text, record) IS
+    'class probabilities for a table row, in the order of the model''s classes';
+
+-- predict_batch('churn', json_agg(c)): the rows as a JSON array. Not an anyarray overload: that would
+-- make predict_batch('m', ARRAY[[...]]) over numeric ambiguous, where it now means double precision[].
+CREATE FUNCTION pgml_trigger.predict_batch(model text, features json) RETURNS double precision[]
+LANGUAGE sql STABLE STRICT AS $$ SELECT pgml_trigger._predict_batch(model, features, statement_timestamp()) $$;
+COMMENT ON FUNCTION pgml_trigger.predict_batch(text, json) IS
+    'predictions for a JSON array of rows (e.g. json_agg(t)), keys matched to features by name; '
+    'a null row predicts NULL';
+
 CREATE FUNCTION pgml_trigger.cache_info(
-    OUT name text, OUT version integer, OUT sha256 text, OUT payload_bytes bigint, OUT loads bigint)
+    OUT name text, OUT version integer, OUT sha256 text, OUT payload_bytes bigint, OUT loads bigint,
+    OUT scoring_path text, OUT load_seconds double precision, OUT load_stages jsonb)
 RETURNS SETOF record
 LANGUAGE plpython3u VOLATILE AS $$
 if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].cache_info()
 $$;
-COMMENT ON FUNCTION pgml_trigger.cache_info() IS 'models deserialized in this backend, and how often each was loaded';
+COMMENT ON FUNCTION pgml_trigger.cache_info() IS
+    'models deserialized in this backend, how often each was loaded, how it scores, its last load time by stage';
+
+-- Loading models before the first request (a pooled connection's configure hook).
+CREATE FUNCTION pgml_trigger._warm_up(models text[], clock timestamptz,
+    OUT model text, OUT name text, OUT version integer, OUT scoring_path text, OUT load_seconds double precision)
+RETURNS SETOF record
+LANGUAGE plpython3u VOLATILE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].warm_up(models, clock)
+$$;
+CREATE FUNCTION pgml_trigger.warm_up(VARIADIC models text[],
+    OUT model text, OUT name text, OUT version integer, OUT scoring_path text, OUT load_seconds double precision)
+RETURNS SETOF record
+LANGUAGE sql VOLATILE STRICT AS $$ SELECT * FROM pgml_trigger._warm_up(models, statement_timestamp()) $$;
+COMMENT ON FUNCTION pgml_trigger.warm_up(text[]) IS
+    'load models into this backend now (a pooled connection''s first request then scores at once)';
 
 CREATE FUNCTION pgml_trigger._loaded_scoring_path(model text, clock timestamptz) RETURNS text
 LANGUAGE plpython3u STABLE STRICT AS $$

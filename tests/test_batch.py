@@ -1,44 +1,49 @@
-"""predict_batch() and score(): many rows per call, the same answers as per-row predict()."""
+"""predict_batch() and score(): many rows per call, the model's own answers (scikit-learn's predict), in order."""
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 import trained
 from psycopg import sql
 from tables import load_table
+from threadpoolctl import threadpool_limits
 
 from pgml_trigger import upload
 from pgml_trigger.compile import ATOL, RTOL
 
 
-def _per_row(conn, model: str, table: str, columns: list[str]) -> list[float]:
-    array = ", ".join(columns)
-    return [value for (value,) in conn.execute(
-        f"SELECT pgml_trigger.predict(%s, ARRAY[{array}]) FROM {table} ORDER BY id", [model]).fetchall()]
+def _offline(model, frame) -> list[float]:
+    """scikit-learn's predict over the whole frame on one thread, as the server scores a batch."""
+    with threadpool_limits(1):
+        return model.predict(frame).astype(float).tolist()
 
 
 @pytest.mark.parametrize("compile", [True, False], ids=["onnx", "sklearn"])
-def test_predict_batch_equals_per_row_predict_in_order(conn, compile):
+def test_predict_batch_equals_the_models_predict_in_order(conn, compile):
     X, _ = trained.breast_cancer()
-    upload(conn, "bc", trained.forest_breast_cancer(), sample=X, compile=compile)
+    model = trained.forest_breast_cancer()
+    upload(conn, "bc", model, sample=X, compile=compile)
     load_table(conn, "tumours", X)
     columns = ", ".join(X.columns)
     by_array, by_json = conn.execute(
         f"SELECT pgml_trigger.predict_batch('bc', array_agg(ARRAY[{columns}] ORDER BY id DESC)), "
         "pgml_trigger.predict_batch('bc', array_agg(to_jsonb(t) ORDER BY id DESC)) FROM tumours AS t").fetchone()
-    expected = _per_row(conn, "bc", "tumours", list(X.columns))[::-1]
-    assert by_array == by_json == expected
+    assert by_array == by_json == _offline(model, X)[::-1]
 
 
 def test_a_null_row_in_jsonb_batch_predicts_null(conn):
     X, _ = trained.diabetes()
-    upload(conn, "diabetes", trained.diabetes_ridge())
+    model = trained.diabetes_ridge()
+    upload(conn, "diabetes", model)
     load_table(conn, "patients", X.head(5))
     got = conn.execute("SELECT pgml_trigger.predict_batch('diabetes', array_agg(CASE WHEN id = 3 THEN NULL "
                        "ELSE to_jsonb(p) END ORDER BY id)) FROM patients AS p").fetchone()[0]
-    expected = _per_row(conn, "diabetes", "patients", list(X.columns))
-    assert got == expected[:2] + [None] + expected[3:]
+    expected = _offline(model, X.head(5).drop(index=2))
+    assert got[2] is None
+    assert got[:2] + got[3:] == pytest.approx(expected, rel=1e-12)
 
 
 def test_null_features_follow_the_missing_value_policy(conn):
@@ -51,10 +56,11 @@ def test_null_features_follow_the_missing_value_policy(conn):
     rows[3][0] = None
     with pytest.raises(psycopg.errors.NullValueNotAllowed, match=f'row 3: feature "{X.columns[5]}" is NULL'):
         conn.execute("SELECT pgml_trigger.predict_batch('linear', %s::float8[][])", [rows])
-    for model in ("hgb", "forest"):  # forest: rows with a NULL are scored by scikit-learn, the others by ONNX
-        got = conn.execute("SELECT pgml_trigger.predict_batch(%s, %s::float8[][])", [model, rows]).fetchone()[0]
-        assert got == [conn.execute("SELECT pgml_trigger.predict(%s, %s::float8[])", [model, row]).fetchone()[0]
-                       for row in rows]
+    with_nan = pd.DataFrame([[np.nan if v is None else v for v in row] for row in rows], columns=X.columns)
+    # forest: rows with a NULL are scored by scikit-learn, the others by ONNX
+    for name, model in (("hgb", trained.hgb_breast_cancer()), ("forest", trained.forest_breast_cancer())):
+        got = conn.execute("SELECT pgml_trigger.predict_batch(%s, %s::float8[][])", [name, rows]).fetchone()[0]
+        assert got == _offline(model, with_nan)
 
 
 def test_batch_errors_name_the_row(conn):
@@ -69,7 +75,7 @@ def test_batch_errors_name_the_row(conn):
         conn.execute("SELECT pgml_trigger.predict_batch('bc', %s::float8[][])", [[good[:-1]]])
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="two-dimensional"):
         conn.execute("SELECT pgml_trigger.predict_batch('bc', %s::float8[])", [good])
-    with pytest.raises(psycopg.errors.UndefinedColumn, match="row 2: feature \"mean_radius\" is missing"):
+    with pytest.raises(psycopg.errors.UndefinedColumn, match="row 2: feature \"mean_radius\", .* are missing"):
         conn.execute("SELECT pgml_trigger.predict_batch('bc', ARRAY[%s::jsonb, '{}'::jsonb])",
                      [X.iloc[[0]].to_json(orient="records")[1:-1]])
     with pytest.raises(psycopg.errors.DatatypeMismatch, match="text features"):
@@ -81,7 +87,8 @@ def test_batch_errors_name_the_row(conn):
 
 def test_score_fills_every_row_and_returns_the_count(conn):
     X, _ = trained.breast_cancer()
-    upload(conn, "bc", trained.forest_breast_cancer(), sample=X)
+    model = trained.forest_breast_cancer()
+    upload(conn, "bc", model, sample=X)
     load_table(conn, "tumours", X, extra={"risk": "double precision", "verdict": "text"})
     conn.execute("DELETE FROM tumours WHERE id % 10 = 0")  # holes in the heap
     conn.execute("UPDATE tumours SET mean_radius = mean_radius WHERE id % 7 = 0")  # moved row versions
@@ -89,7 +96,8 @@ def test_score_fills_every_row_and_returns_the_count(conn):
     assert conn.execute("SELECT pgml_trigger.score('bc', 'tumours', 'risk', batch_size => 50)").fetchone()[0] == count
     assert conn.execute("SELECT pgml_trigger.score('bc', 'tumours', 'verdict')").fetchone()[0] == count
     risk = [value for (value,) in conn.execute("SELECT risk FROM tumours ORDER BY id").fetchall()]
-    assert risk == _per_row(conn, "bc", "tumours", list(X.columns))
+    kept = X[[(i + 1) % 10 != 0 for i in range(len(X))]]  # ids run from 1 in the frame's order
+    assert risk == _offline(model, kept)
     assert conn.execute("SELECT count(*) FROM tumours WHERE verdict IS DISTINCT FROM risk::integer::text"
                         ).fetchone()[0] == 0
 
@@ -105,13 +113,9 @@ def test_score_quotes_names_and_maps_columns(conn):
     assert scored == len(X)
     got = conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY id").format(
         sql.Identifier("Predicted; Value"), sql.Identifier("Visit Log"))).fetchall()
-    expected = conn.execute(sql.SQL("SELECT pgml_trigger.predict('mixed', jsonb_build_object({})) FROM {} AS v "
-                                    "ORDER BY id").format(
-        sql.SQL(", ").join(sql.SQL("{}, v.{}").format(sql.Literal(name), sql.Identifier(column))
-                           for name, column in zip(X.columns, features)),
-        sql.Identifier("Visit Log"))).fetchall()
-    # float32 sums in a different order for one row and for many: equal within the compiled tolerance
-    assert [float(value) for (value,) in got] == pytest.approx([value for (value,) in expected], rel=RTOL, abs=ATOL)
+    # float32 sums in a different order in the graph and in scikit-learn: equal within the compiled tolerance
+    assert [float(value) for (value,) in got] == pytest.approx(_offline(trained.mixed_pipeline(), X), rel=RTOL,
+                                                               abs=ATOL)
 
 
 def test_score_checks_its_arguments(conn):

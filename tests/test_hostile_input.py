@@ -24,6 +24,7 @@ from sklearn.compose import make_column_transformer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
+from threadpoolctl import threadpool_limits
 
 from pgml_trigger import linear, upload
 
@@ -130,20 +131,46 @@ def _offline(values):
     return float(trained.diabetes_ridge().predict(pd.DataFrame(row, columns=REG_FEATURES))[0])
 
 
+REG_REFS = ("reg", "reg@1", "reg@production")
+
+
+def _finite_numbers(values, count: int) -> bool:
+    return (isinstance(values, list) and len(values) == count
+            and all(isinstance(v, (int, float)) and v is not None and math.isfinite(v) for v in values))
+
+
+def _reg_features(features) -> list | None:
+    """The values of a valid by-name input to reg (every feature a finite number), else None."""
+    if not isinstance(features, dict) or any(name not in features for name in REG_FEATURES):
+        return None
+    values = [features[name] for name in REG_FEATURES]
+    return [float(v) for v in values] if _finite_numbers(values, len(REG_FEATURES)) else None
+
+
+def _scored(outcome, result, what):
+    """Valid input must score: a clean refusal of it would hide an entry point that refuses everything."""
+    assert outcome == "ok", f"valid input to {what} refused with SQLSTATE {result}"
+    return result[0][0]
+
+
 @hypothesis_settings
 @given(function=st.sampled_from(["predict", "predict_label", "predict_proba"]), model=st.one_of(model_refs, st.none()),
        features=st.one_of(float_arrays, st.none()))
 def test_scoring_with_arrays(world, function, model, features):
     outcome, result = _run(world, function, sql.SQL("SELECT pgml_trigger.{}(%s, %s::float8[])").format(
         sql.Identifier(function)), [model, features])
+    iris = trained.iris_text_labels()[0]
     if model is None or features is None:
         assert (outcome, result) == ("ok", [(None,)])  # STRICT
-    elif outcome == "ok" and function == "predict":
-        assert model in ("reg", "reg@1", "reg@production")
-        assert len(features) == 10 and all(v is not None and math.isfinite(v) for v in features)
-        assert _same(result[0][0], _offline(features))
-    elif outcome == "ok":
-        assert model == "iris" and len(features) == 4
+    elif function == "predict" and model in REG_REFS and _finite_numbers(features, 10):
+        assert _same(_scored(outcome, result, function), _offline(features))
+    elif function == "predict_label" and model == "iris" and _finite_numbers(features, 4):
+        assert _scored(outcome, result, function) == iris.predict([features])[0]
+    elif function == "predict_proba" and model == "iris" and _finite_numbers(features, 4):
+        assert _scored(outcome, result, function) == pytest.approx(list(iris.predict_proba([features])[0]),
+                                                                   rel=1e-9, abs=1e-12, nan_ok=True)
+    else:
+        assert outcome == "error", f"{function}({model!r}, {len(features)} values) scored: {result}"
 
 
 @hypothesis_settings
@@ -157,10 +184,10 @@ def test_scoring_with_jsonb(world, function, model, features):
         assert (outcome, result) == ("error", "22P02")
     elif model is None or features is None:
         assert (outcome, result) == ("ok", [(None,)])
-    elif outcome == "ok" and function == "predict" and model.startswith("reg"):
-        values = [features[name] for name in REG_FEATURES]
-        assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-        assert _same(result[0][0], _offline([float(v) for v in values]))
+    elif function == "predict" and model in REG_REFS and _reg_features(features) is not None:
+        assert _same(_scored(outcome, result, function), _offline(_reg_features(features)))
+    else:
+        assert outcome == "error" or model in ("iris", "mixed"), f"{function}({model!r}) scored: {result}"
 
 
 @hypothesis_settings
@@ -269,12 +296,13 @@ def test_predict_batch_with_arrays(world, model, rows):
         assert rows and (not all(rows) or len({len(row) for row in rows}) > 1 or any(not row[0] for row in rows))
     elif model is None or rows is None:
         assert (outcome, result) == ("ok", [(None,)])
+    elif model in REG_REFS and rows and all(_finite_numbers(row, 10) for row in rows):
+        with threadpool_limits(1):  # one matrix on one thread, as the server scores it
+            offline = trained.diabetes_ridge().predict(pd.DataFrame(np.array(rows, dtype=np.float64),
+                                                                    columns=REG_FEATURES))
+        assert _scored(outcome, result, "predict_batch") == pytest.approx(list(offline), rel=1e-12)
     elif outcome == "ok" and rows == []:
         assert result == [([],)]
-    elif outcome == "ok" and model.startswith("reg"):
-        assert all(len(row) == 10 and all(v is not None and math.isfinite(v) for v in row) for row in rows)
-        offline = trained.diabetes_ridge().predict(pd.DataFrame(np.array(rows, dtype=np.float64), columns=REG_FEATURES))
-        assert result[0][0] == pytest.approx(list(offline), rel=1e-12)
 
 
 @hypothesis_settings
@@ -287,12 +315,14 @@ def test_predict_batch_with_jsonb(world, model, rows):
                            [model, param])
     if model is None or rows is None:
         assert (outcome, result) == ("ok", [(None,)])
-    elif outcome == "ok" and model.startswith("reg"):
-        for row, got in zip(rows, result[0][0]):
+    elif model in REG_REFS and all(row is None or _reg_features(row) is not None for row in rows):
+        got = _scored(outcome, result, "predict_batch")
+        assert len(got) == len(rows)
+        for row, value in zip(rows, got):
             if row is None:
-                assert got is None
+                assert value is None
             else:
-                assert got == pytest.approx(_offline([float(row[name]) for name in REG_FEATURES]), rel=1e-12)
+                assert value == pytest.approx(_offline(_reg_features(row)), rel=1e-12)
 
 
 @hypothesis_settings

@@ -7,7 +7,8 @@ generation is a counter bumped in the same transaction as every change to
 models, aliases and attachments, and it is read at most once per SQL
 statement (the callers pass ``statement_timestamp()``), so a new version, an
 alias move or a deleted model is seen by every open session on its next
-statement.
+statement; and not even that while the writers' shared file says nothing
+changed (generation.py).
 
 Before anything is deserialized, a load reads the DBA's database-level
 settings (never the session's) and refuses: a payload whose format
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections import OrderedDict
 
 from .. import formats
@@ -44,12 +46,14 @@ from . import onnx_graph
 from .catalog import Attachment, Catalog, ModelMeta
 from .counters import Counters
 from .engines import OnnxEngine, SklearnEngine
+from .generation import GenerationSignal
 from .scoring import LoadedModel
 
 
 class ModelCache:
-    def __init__(self, catalog: Catalog, max_bytes: int, database_oid: int):
+    def __init__(self, catalog: Catalog, max_bytes: int, database_oid: int, signal: GenerationSignal):
         self.catalog = catalog
+        self.signal = signal
         self.max_bytes = max_bytes
         self._clock = None
         self._generation = None
@@ -59,12 +63,16 @@ class ModelCache:
         self._loaded_bytes = 0
         self.counters = Counters(database_oid)
         self._version_warned: set[tuple[str, int]] = set()
+        self._stages: dict[str, float] = {}  # seconds per stage of the load under way (load_stages)
 
     def sync(self, clock) -> None:
         """Forget resolved references if the catalog changed since the last statement."""
         if clock == self._clock:
             return
         self.counters.publish_if_due()
+        if self._generation is not None and self.signal.current() == self._generation:
+            self._clock = clock
+            return
         generation = self.catalog.generation()
         self._clock = clock
         if generation != self._generation:
@@ -73,8 +81,9 @@ class ModelCache:
             self._attachments.clear()
 
     def catalog_changed(self) -> None:
-        """This backend itself changed the catalog: look again on the next call."""
+        """This backend itself changed the catalog: look again on the next call, and through SPI from now on."""
         self._clock = None
+        self.signal.distrust()
 
     def model(self, model_ref: str) -> LoadedModel:
         model = self._refs.get(model_ref)
@@ -100,7 +109,11 @@ class ModelCache:
         key = (meta.name, meta.version, meta.sha256)
         model = self._loaded.get(key)
         if model is None:
+            self._stages = {}
+            started = time.perf_counter()
             model = self._load(meta)
+            model.load_seconds = time.perf_counter() - started
+            model.load_stages, self._stages = self._stages, {}  # later loads (doctor(), fallbacks) count apart
             self.counters.loads[meta.name, meta.version] += 1  # into the cache: doctor's and upload checks' are not
             self._loaded[key] = model
             self._loaded_bytes += model.payload_bytes
@@ -124,10 +137,12 @@ class ModelCache:
         missing_value_engine = None
         if meta.format == "onnx":
             _allow(label, "onnx", "payload", checks)
-            payload = self._verified(label, self.catalog.payload(meta.name, meta.version), meta.sha256, "payload")
+            payload = self._verified(label, self._timed("fetch", self.catalog.payload, meta.name, meta.version),
+                                     meta.sha256, "payload")
             engine, payload_bytes = self._onnx_engine(label, payload, meta, "payload", uploaded=True), len(payload)
-        elif meta.compiled_format == "onnx" and "onnx" in allowed and _onnxruntime_available():
-            payload = self._verified(label, self.catalog.compiled_payload(meta.name, meta.version),
+        elif meta.compiled_format == "onnx" and "onnx" in allowed and self._timed("import", _onnxruntime_available):
+            payload = self._verified(label, self._timed("fetch", self.catalog.compiled_payload, meta.name,
+                                                        meta.version),
                                      meta.compiled_sha256, "compiled payload")
             engine = self._onnx_engine(label, payload, meta, "compiled payload")
             if meta.schema.accepts_nan and not meta.compiled_handles_nan:
@@ -158,8 +173,8 @@ class ModelCache:
         try:
             if uploaded:  # a graph as its converter emitted it: read once here which output holds the scores
                 graph, output = onnx_graph.scoring_graph(payload, meta.task)
-                return OnnxEngine(graph, meta.schema, meta.classes, output)
-            return OnnxEngine(payload, meta.schema, meta.classes)
+                return self._timed("onnxruntime session", OnnxEngine, graph, meta.schema, meta.classes, output)
+            return self._timed("onnxruntime session", OnnxEngine, payload, meta.schema, meta.classes)
         except ImportError as exc:
             raise ModelLoadFailed(f"model {label} needs onnxruntime, which this server's environment lacks",
                                   hint="pgml-trigger install puts onnxruntime into it") from exc
@@ -173,7 +188,8 @@ class ModelCache:
         _allow(label, meta.format, "payload" if meta.compiled_format is None else
                "payload (needed where its compiled ONNX graph cannot score)", checks)
         self._check_versions(meta, label, checks, quiet)
-        payload = self._verified(label, self.catalog.payload(meta.name, meta.version), meta.sha256, "payload")
+        payload = self._verified(label, self._timed("fetch", self.catalog.payload, meta.name, meta.version),
+                                 meta.sha256, "payload")
         return SklearnEngine(self._deserialize(label, payload, meta.format), meta.schema), len(payload)
 
     def _check_versions(self, meta: ModelMeta, label: str, checks: dict, quiet: bool) -> None:
@@ -198,17 +214,22 @@ class ModelCache:
             self.catalog.warn(f"pgml_trigger: {message}; its predictions may differ from the ones checked "
                               "at upload")
 
-    @staticmethod
-    def _verified(label: str, payload: bytes, sha256: str, what: str) -> bytes:
-        if formats.sha256(payload) != sha256:
+    def _timed(self, stage: str, function, *args):
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            self._stages[stage] = self._stages.get(stage, 0.0) + time.perf_counter() - started
+
+    def _verified(self, label: str, payload: bytes, sha256: str, what: str) -> bytes:
+        if self._timed("sha256", formats.sha256, payload) != sha256:
             raise ModelCorrupted(f"model {label}: the stored {what} does not match its sha256 {sha256}; "
                                  "refusing to load it", hint="upload the model again")
         return payload
 
-    @staticmethod
-    def _deserialize(label: str, payload: bytes, fmt: str):
+    def _deserialize(self, label: str, payload: bytes, fmt: str):
         try:
-            return formats.load(payload, fmt)
+            return self._timed("deserialize", formats.load, payload, fmt)
         except UntrustedContent as exc:
             raise UntrustedContent(f"model {label}: {exc.message}; refusing to load it", hint=exc.hint) from None
         except MemoryError:

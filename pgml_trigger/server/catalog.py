@@ -56,8 +56,10 @@ class Catalog:
     def setting(self, name: str) -> str | None:
         return self._execute("server_setting", ["text"], [name])[0]["value"]
 
-    def database_oid(self) -> int:
-        return self._execute("server_database_oid", [], [])[0]["oid"]
+    def database(self) -> tuple[int, bool]:
+        """This database's oid, and whether the server is a standby."""
+        row = self._execute("server_database_oid", [], [])[0]
+        return row["oid"], row["in_recovery"]
 
     def generation(self) -> int:
         return self._execute("server_generation", [], [])[0]["generation"]

@@ -13,7 +13,9 @@ missing-value policy:
 from __future__ import annotations
 
 import math
+import operator
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -30,6 +32,7 @@ from ..errors import (
 
 NUMBER = "number"
 STRING = "string"
+_NAMED = 5  # missing features an error names before it counts the rest
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}  # how to_jsonb() writes them
 
 
@@ -43,6 +46,12 @@ class FeatureSchema:
     @cached_property
     def string_features(self) -> list[str]:
         return [name for name, kind in zip(self.names, self.types) if kind == STRING]
+
+    @cached_property
+    def values_by_name(self) -> Callable[[dict], tuple]:
+        """The values of the features, in model order, from a mapping (KeyError when one is missing)."""
+        getter = operator.itemgetter(*self.names)
+        return getter if len(self.names) > 1 else lambda mapping: (getter(mapping),)
 
 
 def from_positional(schema: FeatureSchema, values: list, model_label: str, columns=None):
@@ -71,19 +80,29 @@ def from_positional(schema: FeatureSchema, values: list, model_label: str, colum
 
 
 def from_mapping(schema: FeatureSchema, mapping, model_label: str, columns=None):
-    """The feature values of one row given by feature name (a SQL jsonb object); extra keys are ignored."""
+    """The feature values of one row given by feature name (a SQL jsonb object, or a table row as JSON); extra
+    keys are ignored."""
     if not isinstance(mapping, dict):
         raise FeatureTypeMismatch(f"features for model {model_label} must be a JSON object keyed by feature name, "
                                   f"got a JSON {_json_type(mapping)}")
-    row = []
-    for position, (name, kind) in enumerate(zip(schema.names, schema.types)):
+    if not schema.string_features:
         try:
-            value = mapping[name]
-        except KeyError:
-            raise FeatureMissing(f"{_label(schema, position, columns)} is missing from the input of model "
-                                 f"{model_label}", detail=_feature_list(schema)) from None
-        row.append(_coerce(schema, position, kind, value, model_label, columns))
-    return row
+            values = schema.values_by_name(mapping)
+            # One pass for the common case: a sum is a finite number only when every value is a finite
+            # number (None, text, arrays and objects raise TypeError; an integer beyond float range, OverflowError).
+            if math.isfinite(sum(values)):
+                return list(map(float, values))
+        except (KeyError, TypeError, OverflowError):
+            pass
+    missing = [position for position, name in enumerate(schema.names) if name not in mapping]
+    if missing:
+        named = ", ".join(_label(schema, position, columns) for position in missing[:_NAMED])
+        if len(missing) > _NAMED:
+            named += f" and {len(missing) - _NAMED} more"
+        raise FeatureMissing(f"{named} {'is' if len(missing) == 1 else 'are'} missing from the input of model "
+                             f"{model_label}", detail=_feature_list(schema))
+    return [_coerce(schema, position, kind, mapping[name], model_label, columns)
+            for position, (name, kind) in enumerate(zip(schema.names, schema.types))]
 
 
 def from_array_send(schema: FeatureSchema, data: bytes, model_label: str) -> np.ndarray:

@@ -28,6 +28,8 @@ class LoadedModel:
     # Where rows with a missing value go when the compiled graph would score them unlike scikit-learn:
     # loads the joblib payload the first time such a row comes (not counted in payload_bytes).
     missing_value_engine: Callable[[], SklearnEngine] | None = None
+    load_seconds: float = 0.0  # fetching, checking and deserializing the payload, in this backend
+    load_stages: dict = field(default_factory=dict)  # of those: import, fetch, sha256, deserialize, onnxruntime session
     label: str = field(init=False)
     numeric_output: bool = field(init=False)
     _fallback: SklearnEngine | None = field(init=False, default=None)
