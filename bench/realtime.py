@@ -19,12 +19,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .pgbench import steady_state
 
 SCAN_ROWS = 5_000
 CLIENTS = (1, 4, 16)
@@ -203,34 +203,10 @@ def backend_cpu_us(dsn: str, query: str, statements: int = 4000) -> float:
 
 
 def pgbench(dsn: str, bindir: Path, query: str, clients: int, seconds: int) -> dict:
-    """Steady-state throughput and p50/p99 latency (ms) of one query at ``clients`` clients, prepared statements.
-
-    The run lasts ``seconds`` after every client's first transaction: a new backend imports the package and
-    loads the model first, which a pooled connection does once.
-    """
-    from psycopg.conninfo import conninfo_to_dict
-
-    info = conninfo_to_dict(dsn)
-    warm_up = 2 + clients  # seconds for every new backend to load the model on 2 shared cores
-    with tempfile.TemporaryDirectory(prefix="pgml_realtime_") as work:
-        script = Path(work) / "query.sql"
-        script.write_text(f"\\set id random(1, {SCAN_ROWS})\n{query};\n")
-        command = [str(bindir / "pgbench"), "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)),
-                   "-T", str(seconds + warm_up), "-f", str(script), "--log", "--log-prefix", str(Path(work) / "log"),
-                   "-h", info.get("host", "127.0.0.1"), "-p", str(info.get("port", 5432)),
-                   "-U", info.get("user", "postgres"), info.get("dbname", "postgres")]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=work)
-        if done.returncode != 0:
-            raise RuntimeError(f"pgbench failed on {query!r}: {done.stderr}")
-        log = np.concatenate([np.loadtxt(path, usecols=(0, 2, 4, 5), ndmin=2) for path in Path(work).glob("log*")])
-    client, latency_us, done_s = log[:, 0], log[:, 1], log[:, 2] + log[:, 3] / 1e6
-    warm_from = max(done_s[client == c].min() for c in np.unique(client))
-    steady = done_s > warm_from
-    window = done_s.max() - warm_from
-    if steady.sum() < 10 or window < seconds / 2:
-        raise RuntimeError(f"pgbench's backends were warm for only {window:.1f} s of {seconds + warm_up} s")
-    return {"per_s": float(steady.sum() / window), "p50_ms": float(np.percentile(latency_us[steady], 50)) / 1000,
-            "p99_ms": float(np.percentile(latency_us[steady], 99)) / 1000}
+    """Steady-state throughput and p50/p99 latency (ms) of one query at ``clients`` clients, by random id."""
+    # seconds for every new backend to load the model on 2 shared cores
+    return steady_state(dsn, bindir, f"\\set id random(1, {SCAN_ROWS})\n{query};\n", clients, seconds,
+                        warm_up=2 + clients)
 
 
 def report(results: dict) -> list[str]:

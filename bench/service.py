@@ -22,11 +22,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from .pgbench import steady_state
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = (1, 4, 16)
@@ -75,35 +74,13 @@ def backend_rss(dsn: str, model_refs: list[str], features: list[float]) -> dict:
 
 
 def _pgbench(dsn, bindir, model, table, columns, rows, clients, seconds) -> dict:
-    from psycopg.conninfo import conninfo_to_dict
     from psycopg.sql import Identifier
 
-    info = conninfo_to_dict(dsn)
     script_text = (HERE / "pgbench_predict.sql").read_text().format(
         model=model, table=Identifier(*table.split(".")).as_string(None),
         columns=", ".join(Identifier(c).as_string(None) for c in columns))
-    with tempfile.TemporaryDirectory(prefix="pgml_bench_") as work:
-        script = Path(work) / "predict.sql"
-        script.write_text(script_text)
-        command = [str(bindir / "pgbench"), "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)),
-                   "-T", str(seconds + WARM_UP_S), "-D", f"rows={rows}", "-f", str(script), "--log",
-                   "--log-prefix", str(Path(work) / "log"), "-h", info.get("host", "127.0.0.1"),
-                   "-p", str(info.get("port", 5432)), "-U", info.get("user", "postgres"),
-                   info.get("dbname", "postgres")]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=work)
-        if done.returncode != 0:
-            raise RuntimeError(f"pgbench failed: {done.stderr}")
-        log = np.concatenate([np.loadtxt(path, usecols=(0, 2, 4, 5), ndmin=2) for path in Path(work).glob("log*")])
-    # Each new connection is a new backend that imports the package and loads the model once (~1-2 s):
-    # measure the steady state, from when the last client finished its first transaction, as behind a pool.
-    client, latency_us, done_s = log[:, 0], log[:, 1], log[:, 2] + log[:, 3] / 1e6
-    warm_from = max(done_s[client == c].min() for c in np.unique(client))
-    steady = done_s > warm_from
-    window = done_s.max() - warm_from
-    if steady.sum() < 10 or window < seconds / 2:
-        raise RuntimeError(f"pgbench's backends were warm for only {window:.1f} s of {seconds + WARM_UP_S} s")
-    return {"per_s": float(steady.sum() / window), "p50_ms": float(np.percentile(latency_us[steady], 50)) / 1000,
-            "p99_ms": float(np.percentile(latency_us[steady], 99)) / 1000}
+    # Each new connection is a new backend that imports the package and loads the model once (~1-2 s).
+    return steady_state(dsn, bindir, script_text, clients, seconds, warm_up=WARM_UP_S, defines={"rows": rows})
 
 
 def _wrk(url, rows, clients, seconds, warm_up=False) -> dict:

@@ -95,6 +95,21 @@ def libraries() -> tuple[str, ...]:
     return tuple(framework.library for framework in frameworks() if framework.library is not None)
 
 
+def register_with_skl2onnx(prefix: str, classifier, regressor, converter, regressor_options=None) -> None:
+    """Register ``converter`` with skl2onnx for a library's scikit-learn API classes, so that a pipeline
+    ending in one of them converts as one graph (the alias is skl2onnx's convention: library, class)."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    update_registered_converter(classifier, f"{prefix}{classifier.__name__}", calculate_linear_classifier_output_shapes,
+                                converter, options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    update_registered_converter(regressor, f"{prefix}{regressor.__name__}", calculate_linear_regressor_output_shapes,
+                                converter, options=regressor_options)
+
+
 def final_step(model):
     """The estimator at the end of a (nested) scikit-learn Pipeline, or the model itself."""
     while type(model).__name__ == "Pipeline" and hasattr(model, "steps"):

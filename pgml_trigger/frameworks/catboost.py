@@ -11,7 +11,7 @@ from functools import cache
 
 import numpy as np
 
-from . import Framework, final_step
+from . import Framework, final_step, register_with_skl2onnx
 from .native import NativeModel, resolve
 from .xgboost import ML_OPSET
 
@@ -114,21 +114,12 @@ def _convert_in_pipeline(scope, operator, container) -> None:
 @cache
 def _register_converters() -> None:
     import catboost
-    from skl2onnx import update_registered_converter
     from skl2onnx._supported_operators import sklearn_classifier_list
-    from skl2onnx.common.shape_calculator import (
-        calculate_linear_classifier_output_shapes,
-        calculate_linear_regressor_output_shapes,
-    )
 
     # skl2onnx gives a classifier its label and probability outputs when it is a ClassifierMixin, which
     # CatBoostClassifier is not, or in this list.
     sklearn_classifier_list.append(catboost.CatBoostClassifier)
-    update_registered_converter(catboost.CatBoostClassifier, "CatBoostCatBoostClassifier",
-                                calculate_linear_classifier_output_shapes, _convert_in_pipeline,
-                                options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
-    update_registered_converter(catboost.CatBoostRegressor, "CatBoostCatBoostRegressor",
-                                calculate_linear_regressor_output_shapes, _convert_in_pipeline)
+    register_with_skl2onnx("CatBoost", catboost.CatBoostClassifier, catboost.CatBoostRegressor, _convert_in_pipeline)
 
 
 FRAMEWORK = CatBoostFramework()

@@ -12,7 +12,7 @@ from functools import cache
 
 import numpy as np
 
-from . import Framework, final_step
+from . import Framework, final_step, register_with_skl2onnx
 from .native import NativeModel, both_classes, resolve, split_bounds
 from .xgboost import ML_OPSET
 
@@ -94,18 +94,9 @@ def _register_converters() -> None:
     """onnxmltools' LightGBM converter, registered with skl2onnx for the scikit-learn API classes."""
     import lightgbm
     from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
-    from skl2onnx import update_registered_converter
-    from skl2onnx.common.shape_calculator import (
-        calculate_linear_classifier_output_shapes,
-        calculate_linear_regressor_output_shapes,
-    )
 
-    update_registered_converter(lightgbm.LGBMClassifier, "LightGbmLGBMClassifier",
-                                calculate_linear_classifier_output_shapes, convert_lightgbm,
-                                options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
-    update_registered_converter(lightgbm.LGBMRegressor, "LightGbmLGBMRegressor",
-                                calculate_linear_regressor_output_shapes, convert_lightgbm,
-                                options={"split": None})
+    register_with_skl2onnx("LightGbm", lightgbm.LGBMClassifier, lightgbm.LGBMRegressor, convert_lightgbm,
+                           regressor_options={"split": None})
 
 
 FRAMEWORK = LightGBMFramework()

@@ -13,7 +13,7 @@ from functools import cache
 
 import numpy as np
 
-from . import Framework, final_step
+from . import Framework, final_step, register_with_skl2onnx
 from .native import NativeModel, both_classes, resolve, split_bounds
 
 # onnxmltools' tree converters write ai.onnx.ml operators of this version; skl2onnx must not ask for newer.
@@ -101,17 +101,8 @@ def _register_converters() -> None:
     """onnxmltools' XGBoost converters, registered with skl2onnx for the scikit-learn API classes."""
     import xgboost
     from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
-    from skl2onnx import update_registered_converter
-    from skl2onnx.common.shape_calculator import (
-        calculate_linear_classifier_output_shapes,
-        calculate_linear_regressor_output_shapes,
-    )
 
-    update_registered_converter(xgboost.XGBClassifier, "XGBoostXGBClassifier",
-                                calculate_linear_classifier_output_shapes, convert_xgboost,
-                                options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
-    update_registered_converter(xgboost.XGBRegressor, "XGBoostXGBRegressor",
-                                calculate_linear_regressor_output_shapes, convert_xgboost)
+    register_with_skl2onnx("XGBoost", xgboost.XGBClassifier, xgboost.XGBRegressor, convert_xgboost)
 
 
 FRAMEWORK = XGBoostFramework()
