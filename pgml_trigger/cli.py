@@ -193,9 +193,16 @@ def _upload(args) -> int:
     classes = [_label(text) for text in args.classes.split(",")] if args.classes else None
     key = args.hmac_key_file.read_bytes().rstrip(b"\r\n") if args.hmac_key_file else None
     version = upload(args.dsn, args.name, model, feature_names=names, alias=args.alias,
-                     description=args.description, format=fmt, classes=classes, task=args.task, hmac_key=key)
+                     description=args.description, format=fmt, classes=classes, task=args.task, hmac_key=key,
+                     progress=_print_stage)
     print(f"uploaded {args.name}@{version}" + (f" (alias {args.alias})" if args.alias else ""))
     return 0
+
+
+def _print_stage(stage: str, seconds: float, nbytes: int | None) -> None:
+    """An upload's stages as they end, on stderr: a big model takes minutes, and this says where."""
+    size = "" if nbytes is None else f", {nbytes / 2**20:,.1f} MiB"
+    print(f"  {stage}: {seconds:.2f} s{size}", file=sys.stderr, flush=True)
 
 
 def _label(text: str):

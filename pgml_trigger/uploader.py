@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import time
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 
@@ -30,7 +32,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
 def upload(conn, name: str, model, *, feature_names=None, alias: str | None = None,
            description: str | None = None, sample=None, metrics: dict | None = None,
            compile: bool = True, format: str | None = None, classes=None, task: str | None = None,
-           hmac_key: bytes | None = None) -> int:
+           hmac_key: bytes | None = None, progress=None) -> int:
     """Store ``model`` as the next version of ``name`` and return that version.
 
     ``conn`` is a psycopg connection or a conninfo string. ``model`` is a
@@ -61,6 +63,12 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     Before the transaction commits, the server loads the new version the way
     predict() will and scores a few of the sample (or check) rows with it; if
     it cannot, UploadRefused says why and nothing is stored.
+
+    Each stage, as it ends, is logged (logger ``pgml_trigger.upload``, INFO)
+    and handed to ``progress(stage, seconds, nbytes)`` when given: read (an
+    MLflow model), describe, serialize, compile, linear form, send, server
+    check, commit; ``nbytes`` is the payload's size where the stage made or
+    moved it, else None. A big forest spends its time in compile and send.
     """
     import joblib
     import numpy
@@ -71,9 +79,11 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidModel(f"invalid model name {name!r}: start with a letter or _, then letters, digits, _ . -; "
                            "at most 63 characters")
+    stages = _Stages(name, progress)
     source = None
     if mlflow_source.is_mlflow_source(model):
-        source = mlflow_source.resolve(model)
+        with stages("read"):
+            source = mlflow_source.resolve(model)
         model = source.model
         feature_names = feature_names if feature_names is not None else source.feature_names
         metrics = {**(source.metrics or {}), **(metrics or {})} or None
@@ -81,21 +91,30 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     if fmt not in formats.FORMATS:
         raise InvalidModel(f"unknown format {fmt!r}; known: {', '.join(formats.FORMATS)}")
     if fmt == "onnx":
-        payload = _onnx_payload(model)
-        info = describe_onnx(payload, feature_names=feature_names, classes=classes, task=task)
-        _check_onnx_runs(payload, info)
+        with stages("describe"):
+            payload = _onnx_payload(model)
+            info = describe_onnx(payload, feature_names=feature_names, classes=classes, task=task)
+            _check_onnx_runs(payload, info)
         compiled = Compiled(None, None, None, {"compiled": False, "reason": "an onnx model is scored by its own graph"})
         form, library_versions, probe = None, {}, None
     else:
         framework = frameworks.for_model(model)
-        model = framework.prepare(model, feature_names=feature_names, classes=classes, task=task)
-        info = framework.describe(model, feature_names=feature_names, sample=sample)
-        if source is not None:
-            info = _signature_types(info, source)
-        payload = framework.serialize(model, fmt)
-        compiled = (framework.compile(model, info, sample) if compile
-                    else Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"}))
-        form = linear_form(model, info, sample) if compile else None
+        with stages("describe"):
+            model = framework.prepare(model, feature_names=feature_names, classes=classes, task=task)
+            info = framework.describe(model, feature_names=feature_names, sample=sample)
+            if source is not None:
+                info = _signature_types(info, source)
+        with stages("serialize") as stage:
+            payload = stage.nbytes(framework.serialize(model, fmt))
+        if compile:
+            with stages("compile") as stage:
+                compiled = framework.compile(model, info, sample)
+                stage.nbytes(compiled.payload)
+            with stages("linear form"):
+                form = linear_form(model, info, sample)
+        else:
+            compiled = Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"})
+            form = None
         library_versions = framework.library_versions()
         probe = _probe_rows(framework, model, info, sample)
     sha256 = formats.sha256(payload)
@@ -128,8 +147,8 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     }
     if isinstance(conn, str):
         with psycopg.connect(conn) as own:
-            return _store(own, params, alias, probe)
-    return _store(conn, params, alias, probe)
+            return _store(own, params, alias, probe, stages)
+    return _store(conn, params, alias, probe, stages)
 
 
 def _signature_types(info, source):
@@ -215,7 +234,45 @@ def _json_value(value):
     return None if isinstance(value, float) and value != value else value  # NaN: a missing value, JSON null
 
 
-def _store(conn, params: dict, alias: str | None, probe: list[dict] | None) -> int:
+class _Stages:
+    """Times the stages of one upload; each, as it ends, is logged and handed to the caller's progress()."""
+
+    def __init__(self, name: str, progress):
+        import logging
+
+        self._name, self._progress, self._log = name, progress, logging.getLogger("pgml_trigger.upload")
+
+    def start(self, stage: str) -> _Stage:
+        return _Stage(self, stage)
+
+    @contextmanager
+    def __call__(self, stage: str):
+        timing = self.start(stage)
+        yield timing
+        timing.done()
+
+    def report(self, stage: str, seconds: float, nbytes: int | None) -> None:
+        size = "" if nbytes is None else f", {nbytes:,} bytes"
+        self._log.info("upload of %s: %s took %.2f s%s", self._name, stage, seconds, size)
+        if self._progress is not None:
+            self._progress(stage, seconds, nbytes)
+
+
+class _Stage:
+    def __init__(self, stages: _Stages, name: str):
+        self._stages, self._name, self._started, self.bytes = stages, name, time.perf_counter(), None
+
+    def nbytes(self, *payloads):
+        """Record the size of what this stage made or moved (None when nothing); returns the first payload."""
+        sizes = [len(payload) for payload in payloads if payload is not None]
+        self.bytes = sum(sizes) if sizes else None
+        return payloads[0]
+
+    def done(self) -> None:
+        self._stages.report(self._name, time.perf_counter() - self._started, self.bytes)
+
+
+def _store(conn, params: dict, alias: str | None, probe: list[dict] | None, stages: _Stages) -> int:
     import psycopg
     from psycopg import sql
     from psycopg.adapt import PyFormat
@@ -234,18 +291,24 @@ def _store(conn, params: dict, alias: str | None, probe: list[dict] | None) -> i
             values=sql.SQL(", ").join(
                 sql.Placeholder(column, PyFormat.BINARY if isinstance(value, bytes) else PyFormat.AUTO)
                 for column, value in sent.items()))
+        send = stages.start("send")
+        send.nbytes(params["payload"], params["compiled_payload"])
         version = conn.execute(insert, sent).fetchone()[0]
+        send.done()
         if alias is not None:
             conn.execute(query("upload_alias"), {"name": params["name"], "alias": alias, "version": version})
         if conn.execute(query("upload_can_check")).fetchone()[0]:
             # The server loads the new version as predict() would and scores the rows, before anything commits:
             # a version it cannot score (a library or module it lacks, an untrusted type) is never stored.
             try:
-                conn.execute(query("upload_check"), {"name": params["name"], "version": version,
-                                                     "rows": Jsonb(probe) if probe is not None else None})
+                with stages("server check"):
+                    conn.execute(query("upload_check"), {"name": params["name"], "version": version,
+                                                         "rows": Jsonb(probe) if probe is not None else None})
             except psycopg.Error as exc:
                 diag = exc.diag
                 reason = (diag.message_primary or str(exc)).removeprefix("pgml_trigger: ")
                 raise UploadRefused(f"upload of {params['name']} refused: this server cannot score the new version: "
                                     f"{reason}", sqlstate=diag.sqlstate, hint=diag.message_hint) from None
+        committing = stages.start("commit")  # the end of the upload's transaction, just below
+    committing.done()
     return version

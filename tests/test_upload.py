@@ -103,6 +103,9 @@ def test_cli_uploads_a_saved_file(tmp_path, dsn, conn):
                            "--alias", "production", "--dsn", dsn], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "uploaded diabetes@1 (alias production)"
+    # Each stage as it ends, on stderr: a big model's upload takes minutes, and this says where they go.
+    stages = [line.strip().split(":")[0] for line in done.stderr.splitlines() if line.startswith("  ")]
+    assert stages == ["describe", "serialize", "compile", "linear form", "send", "server check", "commit"]
     assert conn.execute("SELECT name, alias, version FROM pgml_trigger.aliases").fetchall() == [
         ("diabetes", "production", 1)]
     text = tmp_path / "model.txt"
@@ -110,3 +113,22 @@ def test_cli_uploads_a_saved_file(tmp_path, dsn, conn):
     refused = subprocess.run([sys.executable, "-m", "pgml_trigger", "upload", str(text), "--name", "d",
                               "--dsn", dsn], capture_output=True, text=True)
     assert refused.returncode == 2 and "not a .joblib, .pkl, .skops or .onnx file" in refused.stderr
+
+
+def test_progress_reports_each_stage_with_the_bytes_it_made_or_moved(conn, caplog):
+    model = trained.forest_breast_cancer()
+    X, _ = trained.breast_cancer()
+    seen = []
+    with caplog.at_level("INFO", logger="pgml_trigger.upload"):
+        upload(conn, "forest", model, sample=X, progress=lambda stage, seconds, nbytes: seen.append(
+            (stage, seconds, nbytes)))
+    assert [stage for stage, _, _ in seen] == ["describe", "serialize", "compile", "linear form", "send",
+                                               "server check", "commit"]
+    assert all(seconds >= 0 for _, seconds, _ in seen)
+    payload, compiled = conn.execute("SELECT octet_length(payload), octet_length(compiled_payload) "
+                                     "FROM pgml_trigger.models").fetchone()
+    sizes = {stage: nbytes for stage, _, nbytes in seen}
+    assert (sizes["serialize"], sizes["compile"], sizes["send"]) == (payload, compiled, payload + compiled)
+    assert sizes["describe"] is None
+    assert [record.getMessage().split(": ")[1].split(" took")[0] for record in caplog.records] == [
+        stage for stage, _, _ in seen]
