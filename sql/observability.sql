@@ -59,14 +59,14 @@ SELECT pg_catalog.pg_extension_config_dump('pgml_trigger.prediction_log_id_seq',
 
 CREATE FUNCTION pgml_trigger.counters(
     OUT name text, OUT version integer, OUT backends integer, OUT calls bigint, OUT rows bigint, OUT errors bigint,
-    OUT loads bigint, OUT seconds double precision)
+    OUT loads bigint, OUT seconds double precision, OUT load_seconds double precision)
 RETURNS SETOF record
 LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
 if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].counters()
 $$;
 COMMENT ON FUNCTION pgml_trigger.counters() IS
-    'per model: calls, rows, errors, loads and seconds spent scoring, summed over this server''s backends';
+    'per model: calls, rows, errors, loads, seconds spent scoring and loading, summed over this server''s backends';
 
 ------------------------------------------------------------------------------
 -- Drift of recent inputs against the training-data profile an upload may carry.

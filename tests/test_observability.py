@@ -119,9 +119,13 @@ def test_counters_add_up_calls_rows_errors_and_loads_over_backends(conn, connect
         session.execute("SELECT pgml_trigger.predict_batch('risk@1', %s::float8[][])", [X.iloc[:7].values.tolist()])
     for session in others:  # asking for counters() publishes a backend's own counts first
         session.execute("SELECT count(*) FROM pgml_trigger.counters()")
-    row = conn.execute("SELECT backends, calls, rows, errors, loads, seconds > 0 FROM pgml_trigger.counters() "
-                       "WHERE name = 'risk' AND version = 1").fetchone()
-    assert row == (3, 3 * 6, 3 * 12, 3, 3, True)
+    row = conn.execute("SELECT backends, calls, rows, errors, loads, seconds > 0, load_seconds FROM "
+                       "pgml_trigger.counters() WHERE name = 'risk' AND version = 1").fetchone()
+    assert row[:6] == (3, 3 * 6, 3 * 12, 3, 3, True)
+    # The three loads into the caches, one per backend, as cache_info() timed them in each.
+    loaded = [session.execute("SELECT load_seconds FROM pgml_trigger.cache_info() WHERE name = 'risk'").fetchone()[0]
+              for session in [conn, *others]]
+    assert row[6] == pytest.approx(sum(loaded), rel=1e-9)
 
 
 def test_model_versions_view(conn, diabetes):

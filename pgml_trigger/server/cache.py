@@ -115,6 +115,7 @@ class ModelCache:
             model.load_seconds = time.perf_counter() - started
             model.load_stages, self._stages = self._stages, {}  # later loads (doctor(), fallbacks) count apart
             self.counters.loads[meta.name, meta.version] += 1  # into the cache: doctor's and upload checks' are not
+            self.counters.load_seconds[meta.name, meta.version] += model.load_seconds
             self._loaded[key] = model
             self._loaded_bytes += model.payload_bytes
             self._evict(keep=key)

@@ -24,6 +24,7 @@ class Counters:
     def __init__(self, database_oid: int):
         self.usage: dict[tuple[str, int], list] = {}  # (name, version) -> [calls, rows, errors, seconds]
         self.loads: Counter[tuple[str, int]] = Counter()
+        self.load_seconds: Counter[tuple[str, int]] = Counter()  # seconds spent loading into the cache
         self.directory = DIRECTORY / str(database_oid)
         self._file = self.directory / f"{os.getpid()}-{time.time_ns() // 1000}.json"
         self._published = 0.0
@@ -41,7 +42,8 @@ class Counters:
         if not keys:
             return
         snapshot = {f"{name}@{version}": [*self.usage.get((name, version), [0, 0, 0, 0.0]),
-                                          self.loads[name, version]] for name, version in keys}
+                                          self.loads[name, version], self.load_seconds[name, version]]
+                    for name, version in keys}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             temporary = self._file.with_suffix(".tmp")
@@ -52,23 +54,25 @@ class Counters:
 
 
 def totals(directory: Path) -> list[tuple]:
-    """(name, version, backends, calls, rows, errors, loads, seconds) per model, over every backend's file."""
+    """(name, version, backends, calls, rows, errors, loads, seconds, load_seconds) per model, over every
+    backend's file."""
     summed: dict[str, list] = {}
     for path in directory.glob("*.json"):
         try:
             snapshot = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # a file being replaced, or gone
-        for model, (calls, rows, errors, seconds, loads) in snapshot.items():
-            entry = summed.setdefault(model, [0, 0, 0, 0, 0, 0.0])
+        for model, (calls, rows, errors, seconds, loads, *load_seconds) in snapshot.items():
+            entry = summed.setdefault(model, [0, 0, 0, 0, 0, 0.0, 0.0])
             entry[0] += 1
             entry[1] += calls
             entry[2] += rows
             entry[3] += errors
             entry[4] += loads
             entry[5] += seconds
+            entry[6] += sum(load_seconds)  # absent from the files of backends older than this column
     result = []
-    for model, (backends, calls, rows, errors, loads, seconds) in sorted(summed.items()):
+    for model, (backends, calls, rows, errors, loads, seconds, load_seconds) in sorted(summed.items()):
         name, _, version = model.rpartition("@")
-        result.append((name, int(version), backends, calls, rows, errors, loads, seconds))
+        result.append((name, int(version), backends, calls, rows, errors, loads, seconds, load_seconds))
     return result

@@ -813,3 +813,18 @@ REVOKE ALL ON FUNCTION pgml_trigger._predict(text, json, timestamptz),
 SELECT pgml_trigger._grant_execute('pgml_trigger_user', ARRAY['_predict', '_predict_label', '_predict_proba',
     '_predict_batch', 'predict', 'predict_label', 'predict_proba', 'predict_batch', 'cache_info', '_warm_up',
     'warm_up']);
+
+-- observability.sql: counters() adds the seconds spent loading each model.
+DROP FUNCTION pgml_trigger.counters();
+CREATE FUNCTION pgml_trigger.counters(
+    OUT name text, OUT version integer, OUT backends integer, OUT calls bigint, OUT rows bigint, OUT errors bigint,
+    OUT loads bigint, OUT seconds double precision, OUT load_seconds double precision)
+RETURNS SETOF record
+LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].counters()
+$$;
+COMMENT ON FUNCTION pgml_trigger.counters() IS
+    'per model: calls, rows, errors, loads, seconds spent scoring and loading, summed over this server''s backends';
+REVOKE ALL ON FUNCTION pgml_trigger.counters() FROM PUBLIC;
+SELECT pgml_trigger._grant_execute('pgml_trigger_user', ARRAY['counters']);
