@@ -90,4 +90,5 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON pgml_trigger.aliases TO pgml_trigger_adm
 GRANT UPDATE (undone, kind) ON pgml_trigger.alias_history TO pgml_trigger_admin;
 GRANT SELECT ON pgml_trigger.prediction_log TO pgml_trigger_admin;
 -- Uploaders run the server's load check on the version they insert (observability.sql).
-SELECT pgml_trigger._grant_execute('pgml_trigger_admin', ARRAY['set_alias', 'rollback', 'delete_model', '_check_version']);
+SELECT pgml_trigger._grant_execute('pgml_trigger_admin', ARRAY['set_alias', 'rollback', 'delete_model', '_check_version',
+    '_triggers_using']);

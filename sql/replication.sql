@@ -22,11 +22,8 @@ CREATE TRIGGER aliases_rewrite_row_triggers_replicated AFTER INSERT OR UPDATE OR
 CREATE FUNCTION pgml_trigger._keep_version_in_use() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
 DECLARE
-    triggers text;
+    triggers text := pgml_trigger._triggers_using(OLD.name, OLD.version);
 BEGIN
-    SELECT string_agg(format('%s.%s', t.target, quote_ident(t.output_column)), ', ') INTO triggers
-    FROM pgml_trigger.attachments AS t, LATERAL pgml_trigger.resolve_model(t.model_ref) AS r
-    WHERE r.name = OLD.name AND r.version = OLD.version;
     IF triggers IS NOT NULL THEN
         RAISE WARNING 'model "%@%" was deleted on the registry but is kept here: scoring triggers use it (%)',
             OLD.name, OLD.version, triggers;

@@ -114,9 +114,7 @@ BEGIN
     PERFORM pgml_trigger.resolve_model(format('%s@%s', delete_model.name, delete_model.version));
     SELECT string_agg(format('%L', a.alias), ', ' ORDER BY a.alias) INTO aliases
     FROM pgml_trigger.aliases AS a WHERE a.name = delete_model.name AND a.version = delete_model.version;
-    SELECT string_agg(format('%s.%s (model %L)', t.target, quote_ident(t.output_column), t.model_ref), ', ') INTO triggers
-    FROM pgml_trigger.attachments AS t, LATERAL pgml_trigger.resolve_model(t.model_ref) AS r
-    WHERE r.name = delete_model.name AND r.version = delete_model.version;
+    triggers := pgml_trigger._triggers_using(delete_model.name, delete_model.version);
     IF aliases IS NOT NULL OR triggers IS NOT NULL THEN
         RAISE EXCEPTION 'model "%@%" is in use and cannot be deleted', delete_model.name, delete_model.version
             USING ERRCODE = 'dependent_objects_still_exist',

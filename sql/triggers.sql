@@ -38,6 +38,15 @@ CREATE TABLE pgml_trigger.attachments (
 );
 COMMENT ON TABLE pgml_trigger.attachments IS 'scoring triggers made by pgml_trigger.attach()';
 COMMENT ON COLUMN pgml_trigger.attachments.key_columns IS 'the primary key of target: how the prediction log names rows';
+
+-- The scoring triggers whose model reference resolves to name@version now, for messages: what
+-- delete_model() refuses over, and what a subscriber keeps a version for (replication.sql).
+CREATE FUNCTION pgml_trigger._triggers_using(name text, version integer) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT string_agg(format('%s.%s (model %L)', t.target, quote_ident(t.output_column), t.model_ref), ', ')
+    FROM pgml_trigger.attachments AS t, LATERAL pgml_trigger.resolve_model(t.model_ref) AS r
+    WHERE r.name = _triggers_using.name AND r.version = _triggers_using.version
+$$;
 SELECT pg_catalog.pg_extension_config_dump('pgml_trigger.attachments', '');
 SELECT pg_catalog.pg_extension_config_dump('pgml_trigger.attachments_id_seq', '');
 CREATE TRIGGER attachments_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgml_trigger.attachments

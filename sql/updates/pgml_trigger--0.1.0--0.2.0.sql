@@ -631,6 +631,37 @@ COMMENT ON FUNCTION pgml_trigger._check_version(text, integer, jsonb) IS
 REVOKE ALL ON FUNCTION pgml_trigger._check_version(text, integer, jsonb) FROM PUBLIC;
 SELECT pgml_trigger._grant_execute('pgml_trigger_admin', ARRAY['_check_version']);
 
+-- triggers.sql and resolution.sql: one list of the scoring triggers using a version.
+-- The scoring triggers whose model reference resolves to name@version now, for messages: what
+-- delete_model() refuses over, and what a subscriber keeps a version for (replication.sql).
+CREATE FUNCTION pgml_trigger._triggers_using(name text, version integer) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT string_agg(format('%s.%s (model %L)', t.target, quote_ident(t.output_column), t.model_ref), ', ')
+    FROM pgml_trigger.attachments AS t, LATERAL pgml_trigger.resolve_model(t.model_ref) AS r
+    WHERE r.name = _triggers_using.name AND r.version = _triggers_using.version
+$$;
+REVOKE ALL ON FUNCTION pgml_trigger._triggers_using(text, integer) FROM PUBLIC;
+SELECT pgml_trigger._grant_execute('pgml_trigger_admin', ARRAY['_triggers_using']);
+CREATE OR REPLACE FUNCTION pgml_trigger.delete_model(name text, version integer) RETURNS void
+LANGUAGE plpgsql STRICT AS $$
+DECLARE
+    aliases text;
+    triggers text;
+BEGIN
+    PERFORM pgml_trigger.resolve_model(format('%s@%s', delete_model.name, delete_model.version));
+    SELECT string_agg(format('%L', a.alias), ', ' ORDER BY a.alias) INTO aliases
+    FROM pgml_trigger.aliases AS a WHERE a.name = delete_model.name AND a.version = delete_model.version;
+    triggers := pgml_trigger._triggers_using(delete_model.name, delete_model.version);
+    IF aliases IS NOT NULL OR triggers IS NOT NULL THEN
+        RAISE EXCEPTION 'model "%@%" is in use and cannot be deleted', delete_model.name, delete_model.version
+            USING ERRCODE = 'dependent_objects_still_exist',
+                  DETAIL = concat_ws('; ', 'aliases: ' || aliases, 'scoring triggers: ' || triggers),
+                  HINT = 'move the aliases (pgml_trigger.set_alias) and re-attach or detach the triggers first';
+    END IF;
+    DELETE FROM pgml_trigger.models AS m WHERE m.name = delete_model.name AND m.version = delete_model.version;
+END
+$$;
+
 -- replication.sql: the catalog triggers a subscriber's apply worker fires, and local writes refused there.
 CREATE TRIGGER models_catalog_changed_replicated AFTER INSERT OR UPDATE OR DELETE ON pgml_trigger.models
     FOR EACH ROW EXECUTE FUNCTION pgml_trigger._catalog_changed();
@@ -647,11 +678,8 @@ CREATE TRIGGER aliases_rewrite_row_triggers_replicated AFTER INSERT OR UPDATE OR
 CREATE FUNCTION pgml_trigger._keep_version_in_use() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
 DECLARE
-    triggers text;
+    triggers text := pgml_trigger._triggers_using(OLD.name, OLD.version);
 BEGIN
-    SELECT string_agg(format('%s.%s', t.target, quote_ident(t.output_column)), ', ') INTO triggers
-    FROM pgml_trigger.attachments AS t, LATERAL pgml_trigger.resolve_model(t.model_ref) AS r
-    WHERE r.name = OLD.name AND r.version = OLD.version;
     IF triggers IS NOT NULL THEN
         RAISE WARNING 'model "%@%" was deleted on the registry but is kept here: scoring triggers use it (%)',
             OLD.name, OLD.version, triggers;
