@@ -15,7 +15,14 @@ from pgml_trigger.errors import (
     FeatureOutOfRange,
     FeatureTypeMismatch,
 )
-from pgml_trigger.server.features import NUMBER, STRING, FeatureSchema, from_mapping, from_positional
+from pgml_trigger.server.features import (
+    NUMBER,
+    STRING,
+    FeatureSchema,
+    from_mapping,
+    from_positional,
+    matrix_from_mappings,
+)
 
 NUMERIC = FeatureSchema(names=("a", "b"), types=(NUMBER, NUMBER), accepts_nan=False, input_kind="array")
 NAN_OK = FeatureSchema(names=("a", "b"), types=(NUMBER, NUMBER), accepts_nan=True, input_kind="array")
@@ -84,3 +91,20 @@ def test_describe_records_missing_value_support_and_classes():
 def test_an_integer_beyond_float_range_is_out_of_range():
     with pytest.raises(FeatureOutOfRange, match='feature "a" is infinite'):
         from_mapping(NUMERIC, {"a": 10**400, "b": 1}, "m@1")
+
+
+def test_many_rows_by_name_make_one_matrix_in_model_order():
+    rows = [{"b": 2, "a": 1.5, "extra": "x"}, {"a": True, "b": -0.0}]
+    matrix = matrix_from_mappings(NUMERIC, rows)
+    assert matrix.dtype == float and matrix.tolist() == [from_mapping(NUMERIC, row, "m@1") for row in rows]
+    assert matrix_from_mappings(NUMERIC, []).shape == (0, 2)
+
+
+@pytest.mark.parametrize("odd", [{"a": "1.5", "b": 1}, {"a": None, "b": 1}, {"a": 1}, {"a": [1], "b": 1},
+                                 {"a": math.inf, "b": 1}, {"a": math.nan, "b": 1}, {"a": 10**400, "b": 1},
+                                 None, [1, 2], "a"])
+def test_a_row_the_matrix_cannot_take_as_it_is_sends_the_batch_row_by_row(odd):
+    """None: the caller then reads each row with from_mapping, which refuses or accepts it with its reasons."""
+    assert matrix_from_mappings(NUMERIC, [{"a": 1, "b": 2}, odd]) is None
+    assert matrix_from_mappings(NAN_OK, [odd]) is None
+    assert matrix_from_mappings(MIXED, [{"city": "Oslo", "n": 1}]) is None

@@ -146,6 +146,25 @@ def test_predict_batch_over_rows_as_json(conn):
     assert with_null == [None, _offline(model, X.iloc[[1]])[0]]
 
 
+def test_predict_batch_over_numeric_rows_as_json(conn):
+    """All-numeric rows take the batch's one-matrix path; a row the path cannot read goes row by row and is named."""
+    model = trained.forest_breast_cancer()
+    X, _ = trained.breast_cancer()
+    upload(conn, "bc", model)
+    load_table(conn, "tumours", X[list(reversed(X.columns))], extra={"note": "text"})
+    got = conn.execute("SELECT pgml_trigger.predict_batch('bc', json_agg(t ORDER BY id)) FROM tumours AS t"
+                       ).fetchone()[0]
+    assert got == _offline(model, X)
+    as_jsonb = conn.execute("SELECT pgml_trigger.predict_batch('bc', array_agg(to_jsonb(t) ORDER BY id)) "
+                            "FROM tumours AS t").fetchone()[0]
+    assert as_jsonb == got
+    # A number written as text is not a number, in a batch as in one row.
+    conn.execute("ALTER TABLE tumours ALTER COLUMN mean_radius TYPE text")
+    with pytest.raises(psycopg.errors.DatatypeMismatch,
+                       match='row 1: feature "mean_radius" of model bc@1 must be a number, got JSON string'):
+        conn.execute("SELECT pgml_trigger.predict_batch('bc', json_agg(t ORDER BY id)) FROM tumours AS t")
+
+
 def test_literal_calls_resolve_as_before(conn):
     """A record overload must not capture arrays; an untyped literal stays ambiguous between jsonb and float8[]."""
     model = trained.diabetes_ridge()

@@ -18,6 +18,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
 
 import numpy as np
 
@@ -103,6 +104,26 @@ def from_mapping(schema: FeatureSchema, mapping, model_label: str, columns=None)
                              f"{model_label}", detail=_feature_list(schema))
     return [_coerce(schema, position, kind, mapping[name], model_label, columns)
             for position, (name, kind) in enumerate(zip(schema.names, schema.types))]
+
+
+def matrix_from_mappings(schema: FeatureSchema, mappings) -> np.ndarray | None:
+    """Many rows given by name (JSON objects, or table rows as JSON) as one float64 matrix in model order, in a
+    few passes over all of them: when every row holds a finite number for every feature, the common case.
+    None otherwise; the caller then takes the rows one by one (from_mapping), which says what is wrong where.
+    """
+    if schema.string_features:
+        return None
+    values = schema.values_by_name
+    try:
+        rows = [values(mapping) for mapping in mappings]  # a row that is not an object: TypeError
+        # As in from_mapping: sum() refuses None, text, arrays and objects, and a total is finite only when
+        # every value is a finite number (numpy would parse the text "1.5" as a number; sum() does not).
+        if not math.isfinite(sum(map(sum, rows))):
+            return None
+    except (KeyError, TypeError, OverflowError):
+        return None
+    width = len(schema.names)
+    return np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width).reshape(-1, width)
 
 
 def from_array_send(schema: FeatureSchema, data: bytes, model_label: str) -> np.ndarray:
