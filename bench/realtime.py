@@ -138,9 +138,9 @@ def _pgbench_all(dsn: str, bindir: Path, model: str, seconds: int, rounds: int) 
     return results
 
 
-def first_prediction(conn, dsn: str, name: str, model, first_query: str | None = None) -> dict:
-    """A new backend's first request, warm_up() in it (then ``first_query``, a prediction, timed too), against
-    loading the same model in this process."""
+def first_prediction(conn, dsn: str, name: str, model, first_query: str | None = None, backends: int = 1) -> dict:
+    """A new backend's first request, warm_up() in it (then ``first_query``, a prediction, timed too), the fastest
+    of ``backends`` new backends, against loading the same model in this process."""
     import io
 
     import joblib
@@ -148,25 +148,30 @@ def first_prediction(conn, dsn: str, name: str, model, first_query: str | None =
 
     from pgml_trigger.server.engines import onnx_session
 
-    started = time.perf_counter()
-    with psycopg.connect(dsn, autocommit=True) as fresh:
-        connected = time.perf_counter()
-        load_seconds = fresh.execute("SELECT load_seconds FROM pgml_trigger.warm_up(%s)", [name]).fetchone()[0]
-        warmed = time.perf_counter()
-        if first_query is not None:
-            fresh.execute(first_query).fetchall()
-        predicted = time.perf_counter()
-        stages = fresh.execute("SELECT load_stages FROM pgml_trigger.cache_info() WHERE name = %s",
-                               [name]).fetchone()[0]
+    tries = []
+    for _ in range(backends):
+        started = time.perf_counter()
+        with psycopg.connect(dsn, autocommit=True) as fresh:
+            connected = time.perf_counter()
+            load_seconds = fresh.execute("SELECT load_seconds FROM pgml_trigger.warm_up(%s)", [name]).fetchone()[0]
+            warmed = time.perf_counter()
+            if first_query is not None:
+                fresh.execute(first_query).fetchall()
+            predicted = time.perf_counter()
+            stages = fresh.execute("SELECT load_stages FROM pgml_trigger.cache_info() WHERE name = %s",
+                                   [name]).fetchone()[0]
+        tries.append({**({"first_predict_s": predicted - warmed} if first_query is not None else {}),
+                      "connect_s": connected - started, "warm_up_s": warmed - connected, "load_s": load_seconds,
+                      "import_s": warmed - connected - load_seconds, "load_stages": stages,
+                      "total_s": predicted - connected})
     compiled = conn.execute("SELECT compiled_payload FROM pgml_trigger.models WHERE name = %s", [name]).fetchone()[0]
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     pickled = buffer.getvalue()  # once, outside the timing: a big forest's copy takes a tenth of a second
     session_s = best_seconds(lambda: onnx_session(compiled))
     joblib_s = best_seconds(lambda: joblib.load(io.BytesIO(pickled)))
-    first = {"first_predict_s": predicted - warmed} if first_query is not None else {}
-    return {**first, "connect_s": connected - started, "warm_up_s": warmed - connected, "load_s": load_seconds,
-            "import_s": warmed - connected - load_seconds, "load_stages": stages,
+    fastest = min(tries, key=lambda entry: entry["total_s"])
+    return {**fastest, "backends_total_s": [entry["total_s"] for entry in tries],
             "client_onnx_session_s": session_s, "client_joblib_load_s": joblib_s, "client_joblib_bytes": len(pickled)}
 
 
