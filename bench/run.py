@@ -2,6 +2,7 @@
 
     python -m bench [--venv DIR] [--rows-per-row 20000] [--rows-batch 1000000] [--rows-trigger 100000]
     python -m bench --only realtime
+    python -m bench --only big
 
 Starts a throwaway PostgreSQL (LocalCluster), installs pgml_trigger into it,
 uploads three breast-cancer classifiers (StandardScaler+LogisticRegression,
@@ -28,6 +29,9 @@ measures, one model at a time (the per-row and trigger figures also for a
 * real-time: one-row predict by primary key under pgbench against SELECT 1,
   by position and by name, and by-name forms inside a scan and in
   predict_batch (bench/realtime.py; alone: ``python -m bench --only realtime``);
+* big model: a 300-tree forest's upload, first load and per-statement cost
+  against the real-time section's forest (bench/big_model.py; alone:
+  ``python -m bench --only big``);
 * memory: one backend's RSS with one and with ten models cached.
 
 Prints a table of figures and ratios against the targets of issue 3, and
@@ -43,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import realtime
+from . import big_model, realtime
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -72,11 +76,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="measured seconds per client count in the SQL vs HTTP service comparison")
     parser.add_argument("--realtime-seconds", type=int, default=5,
                         help="measured seconds per pgbench run in the real-time section (each run is the best of two)")
-    parser.add_argument("--only", choices=["realtime"],
+    parser.add_argument("--only", choices=["realtime", "big"],
                         help="run one section alone (its figures go to bench/results/<section>.json)")
     args = parser.parse_args(argv)
     if args.only == "realtime":
         return _realtime_only(args)
+    if args.only == "big":
+        return _big_only(args)
 
     import psycopg
 
@@ -111,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             realtime.prepare(conn, X, FEATURES)
             results["realtime"] = realtime.run(conn, dsn, cluster.bindir, "forest", models["forest"], X, FEATURES,
                                                seconds=args.realtime_seconds)
+            print(f"[big] a {big_model.TREES}-tree forest: upload, first load, per statement ...", flush=True)
+            results["big_model"] = big_model.run(conn, dsn, "big", *big_model.train(), small="forest")
             print(f"[forest] backend memory with 1 and {MEMORY_MODELS} models cached ...", flush=True)
             results["memory"] = _memory(conn, dsn, models["forest"], X)
     RESULTS.mkdir(exist_ok=True)
@@ -122,6 +130,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _realtime_only(args) -> int:
+    def measure(conn, dsn, bindir, forest, X):
+        print("[forest] real-time: one row per statement, by position and by name ...", flush=True)
+        return realtime.run(conn, dsn, bindir, "forest", forest, X, FEATURES, seconds=args.realtime_seconds)
+
+    return _section_only(args, "realtime", measure, realtime.report)
+
+
+def _big_only(args) -> int:
+    print(f"[big] training a {big_model.TREES}-tree forest ...", flush=True)
+    big, big_X = big_model.train()
+
+    def measure(conn, dsn, bindir, forest, X):
+        print("[big] upload, first load, per statement ...", flush=True)
+        return big_model.run(conn, dsn, "big", big, big_X, small="forest")
+
+    return _section_only(args, "big_model", measure, big_model.report)
+
+
+def _section_only(args, section: str, measure, report) -> int:
+    """One section on a throwaway cluster holding the 100-tree breast-cancer forest and the real-time tables;
+    its figures go to bench/results/<section>.json."""
     import psycopg
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import RandomForestClassifier
@@ -139,13 +168,11 @@ def _realtime_only(args) -> int:
         with psycopg.connect(dsn, autocommit=True) as conn:
             upload(conn, "forest", forest, feature_names=FEATURES, sample=X)
             realtime.prepare(conn, X, FEATURES)
-            print("[forest] real-time: one row per statement, by position and by name ...", flush=True)
-            results = realtime.run(conn, dsn, cluster.bindir, "forest", forest, X, FEATURES,
-                                   seconds=args.realtime_seconds)
+            results = measure(conn, dsn, cluster.bindir, forest, X)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "realtime.json").write_text(json.dumps(results, indent=2) + "\n")
-    print("\n".join(["", *realtime.report(results)]))
-    print(f"wrote {RESULTS / 'realtime.json'}")
+    (RESULTS / f"{section}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n".join(["", *report(results)]))
+    print(f"wrote {RESULTS / f'{section}.json'}")
     return 0
 
 
@@ -479,6 +506,7 @@ def _report(results: dict) -> str:
                      f"{r['sql_p50_ms']:8.2f} {r['http_p50_ms']:9.2f} {r['sql_p99_ms']:8.2f} {r['http_p99_ms']:9.2f}  "
                      f"{verdicts}")
     lines += ["", *realtime.report(results["realtime"])]
+    lines += ["", *big_model.report(results["big_model"])]
     memory = results["memory"]
     lines += ["", f"memory: one backend's RSS {memory['bootstrapped_mib']:.0f} MiB bootstrapped, "
                   f"{memory['one_model_mib']:.0f} MiB with one model, {memory['all_models_mib']:.0f} MiB with "

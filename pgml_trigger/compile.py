@@ -6,7 +6,9 @@ only when it matches scikit-learn on every one of them: the same class label
 on every row, and values and probabilities within ``RTOL``/``ATOL`` (ONNX
 computes most operators in float32; on the breast-cancer and diabetes
 models the largest difference measured was 4e-7 on a probability and
-2.2e-5 on a regression value of about 150, i.e. 1.5e-7 relative). Anything
+2.2e-5 on a regression value of about 150, i.e. 1.5e-7 relative; a
+regression value may also be within ``RTOL`` of the largest value on the
+rows, as float32 sums of many trees need). Anything
 else (a model skl2onnx cannot express, a disagreement, no rows to check
 with) keeps the model on the scikit-learn path and says why in ``agreement``.
 
@@ -134,16 +136,21 @@ def _agreement(model, info: ModelInfo, payload: bytes, rows) -> dict:
         agreement["max_abs_diff_proba"] = diff
     else:
         agreement["label_mismatches"] = 0
-        diff, ok = _compare(np.asarray(outputs[0], dtype=np.float64).ravel(), np.asarray(expected, dtype=np.float64))
+        values = np.asarray(expected, dtype=np.float64)
+        # onnxruntime adds up a tree ensemble's leaves in float32, whose error follows the size of what it adds,
+        # not of the sum: a value near zero is held to the scale of the values. (A 300-tree forest predicting
+        # values up to 500 was off by 8.4e-4 on a value near 0: 1.7e-6 of the largest.)
+        agreement["atol"] = ATOL + RTOL * float(np.max(np.abs(values), initial=0.0))
+        diff, ok = _compare(np.asarray(outputs[0], dtype=np.float64).ravel(), values, agreement["atol"])
         agreement["max_abs_diff_value"] = diff
     agreement["within_tolerance"] = ok
     return agreement
 
 
-def _compare(got: np.ndarray, expected: np.ndarray) -> tuple[float, bool]:
+def _compare(got: np.ndarray, expected: np.ndarray, atol: float = ATOL) -> tuple[float, bool]:
     if got.shape != expected.shape:
         return float("inf"), False
-    return float(np.max(np.abs(got - expected), initial=0.0)), bool(np.allclose(got, expected, rtol=RTOL, atol=ATOL))
+    return float(np.max(np.abs(got - expected), initial=0.0)), bool(np.allclose(got, expected, rtol=RTOL, atol=atol))
 
 
 def check_rows(model, info: ModelInfo, sample, bounds=None):

@@ -121,9 +121,15 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     compiled_sha256 = formats.sha256(compiled.payload) if compiled.payload is not None else None
     stored = len(payload) + len(compiled.payload or b"")
     if stored > formats.MAX_STORED_BYTES:
-        raise ModelTooLarge(f"model {name!r} is {stored} bytes with its compiled payload; pgml_trigger stores at "
-                            f"most {formats.MAX_STORED_BYTES} (500 MiB)",
-                            hint="upload with compile=False to store only the model's own payload")
+        compressed = " compressed" if formats.compression(payload, fmt) else ""
+        compiled_size = f" and {len(compiled.payload):,} of compiled ONNX" if compiled.payload is not None else ""
+        raise ModelTooLarge(f"model {name!r} is {stored:,} bytes ({len(payload):,} of{compressed} {fmt} payload"
+                            f"{compiled_size}); pgml_trigger stores at most {formats.MAX_STORED_BYTES:,} bytes "
+                            "(500 MiB) per version",
+                            hint=f"joblib and skops payloads over {formats.COMPRESS_ABOVE // 2**20} MiB are already "
+                                 "stored compressed. Upload with compile=False to store only the model's own "
+                                 "payload (scored by its library, not onnxruntime), or make the model smaller: "
+                                 "fewer trees, shallower ones (max_depth, min_samples_leaf)")
     key = hmac_key if hmac_key is not None else _key_from_environment()
     params = {
         "name": name, "version": 0, "format": fmt, "payload": payload, "sha256": sha256,

@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from tables import load_table
 
-from pgml_trigger import upload
+from pgml_trigger import formats, upload
 from pgml_trigger.compile import ATOL, RTOL
 from pgml_trigger.errors import InvalidModel, UploadRefused
 from pgml_trigger.transfer import export_model, import_model
@@ -258,6 +258,50 @@ def test_an_unreadable_key_file_refuses_every_load(conn):
     _set_database(conn, "pgml_trigger.hmac_key_file", "/nonexistent/pgml_trigger.key")
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="reg@1: pgml_trigger.hmac_key_file"):
         conn.execute("SELECT pgml_trigger.predict('reg', %s::float8[])", [list(X.iloc[0])])
+
+
+# --- compressed payloads -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt, compression", [("joblib", "zlib"), ("skops", "deflate")])
+def test_a_payload_over_the_threshold_is_stored_compressed_signed_and_scores_like_the_offline_model(
+        conn, key_file, monkeypatch, fmt, compression):
+    """The server loads a compressed payload as it is (joblib.load and skops.io.loads read their own
+    compression), after checking the sha256 and HMAC of the stored bytes."""
+    model = trained.forest_breast_cancer()
+    X, _ = trained.breast_cancer()
+    plain = len(formats.dump(model, fmt))
+    monkeypatch.setattr(formats, "COMPRESS_ABOVE", plain - 1)  # this model is the big one
+    _set_database(conn, "pgml_trigger.hmac_key_file", str(key_file))
+    upload(conn, "bc", model, format=fmt, compile=False, hmac_key=key_file.read_bytes().rstrip(b"\n"))
+    stored, intact = conn.execute("SELECT payload, sha256 = encode(sha256(payload), 'hex') FROM pgml_trigger.models"
+                                  ).fetchone()
+    assert formats.compression(stored, fmt) == compression and len(stored) < plain / 2 and intact
+    load_table(conn, "tumours", X)
+    got = conn.execute("SELECT pgml_trigger.predict('bc', to_jsonb(t)), pgml_trigger.predict_proba('bc', to_jsonb(t)) "
+                       "FROM tumours AS t ORDER BY id").fetchall()
+    assert [value for value, _ in got] == model.predict(X).astype(float).tolist()
+    assert [proba for _, proba in got] == model.predict_proba(X).tolist()
+    assert conn.execute("SELECT scoring_path, verdict FROM pgml_trigger.doctor()").fetchone() == ("sklearn", "ok")
+
+
+def test_a_small_payload_is_stored_as_it_is_and_compression_keeps_the_skops_allow_list(conn, monkeypatch):
+    upload(conn, "small", trained.diabetes_ridge(), compile=False)
+    assert formats.compression(conn.execute("SELECT payload FROM pgml_trigger.models").fetchone()[0], "joblib") is None
+    monkeypatch.setattr(formats, "COMPRESS_ABOVE", 0)
+    X, y = trained.diabetes()
+    model = make_pipeline(FunctionTransformer(double), Ridge()).fit(X, y)
+    with pytest.raises(InvalidModel, match=r"test_formats\.double"):
+        upload(conn, "custom", model, format="skops")
+    payload = formats.dump(model, "skops")
+    assert formats.compression(payload, "skops") == "deflate"
+    # Written past the uploader, compressed, the server refuses it at load all the same.
+    upload(conn, "custom", trained.diabetes_ridge(), format="skops", compile=False)
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("UPDATE pgml_trigger.models SET payload = %s, sha256 = encode(sha256(%s), 'hex') "
+                 "WHERE name = 'custom'", [payload, payload])
+    conn.execute("RESET session_replication_role")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"custom@1.*outside the allow-list.*double"):
+        conn.execute("SELECT pgml_trigger.predict('custom', %s::float8[])", [list(X.iloc[0])])
 
 
 # --- checksums -----------------------------------------------------------------------------------------------

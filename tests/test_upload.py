@@ -15,8 +15,8 @@ import trained
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 
-from pgml_trigger import upload
-from pgml_trigger.errors import InvalidModel
+from pgml_trigger import formats, upload
+from pgml_trigger.errors import InvalidModel, ModelTooLarge
 
 
 def test_versions_count_up_per_name(conn):
@@ -132,3 +132,14 @@ def test_progress_reports_each_stage_with_the_bytes_it_made_or_moved(conn, caplo
     assert sizes["describe"] is None
     assert [record.getMessage().split(": ")[1].split(" took")[0] for record in caplog.records] == [
         stage for stage, _, _ in seen]
+
+
+def test_a_version_over_the_cap_is_refused_saying_what_to_do(conn, monkeypatch):
+    model = trained.forest_breast_cancer()
+    X, _ = trained.breast_cancer()
+    monkeypatch.setattr(formats, "MAX_STORED_BYTES", 1000)  # as if this were a 300-tree forest
+    with pytest.raises(ModelTooLarge, match=r"of joblib payload and [\d,]+ of compiled ONNX\); pgml_trigger "
+                                            r"stores at most 1,000 bytes") as refused:
+        upload(conn, "forest", model, sample=X)
+    assert "compile=False" in refused.value.hint and "fewer trees" in refused.value.hint
+    assert conn.execute("SELECT count(*) FROM pgml_trigger.models").fetchone()[0] == 0
