@@ -184,11 +184,11 @@ def best_seconds(action, runs: int = 3) -> float:
     return best
 
 
-def backend_cpu_us(dsn: str, query: str, statements: int = 4000, warm_up: int = 200) -> float:
+def backend_cpu_us(dsn: str, query: str, statements: int = 4000, warm_up: int = 200, setup: str | None = None) -> float:
     """CPU time (user + system) the backend spends per statement, one client sending prepared statements.
 
-    What the server spends, whatever else runs on the machine: the lower of three runs, after ``warm_up``
-    statements.
+    What the server spends, whatever else runs on the machine: the lower of three runs, after ``setup`` (SQL)
+    and ``warm_up`` statements.
     """
     import os
     import random
@@ -203,6 +203,8 @@ def backend_cpu_us(dsn: str, query: str, statements: int = 4000, warm_up: int = 
     ids = [random.randint(1, SCAN_ROWS) for _ in range(statements)]
     with psycopg.connect(dsn, autocommit=True) as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        if setup is not None:
+            conn.execute(setup).fetchall()
         for key in ids[:warm_up]:
             conn.execute(text, [key] if "%s" in text else None, prepare=True).fetchall()
         best = float("inf")

@@ -12,6 +12,7 @@
 --   pgml_trigger.hmac_key_file    file with the HMAC key (readable by the server's OS user only)
 --   pgml_trigger.strict_versions  on: refuse models saved with another scikit-learn than the server's
 --   pgml_trigger.sql_triggers     off: row triggers never score linear models as SQL arithmetic
+--   pgml_trigger.defer_graph_mb   a compiled graph this big waits while the model's own payload scores first
 CREATE FUNCTION pgml_trigger._database_setting(setting_name text) RETURNS text
 LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT substr(setting, length(setting_name) + 2)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import psycopg
+import pytest
+import trained
+from psycopg import sql
 from sklearn.linear_model import LinearRegression
 
 from pgml_trigger import upload
-from pgml_trigger.server import generation
+from pgml_trigger.server import cache, generation
 
 
 def _versioned(version: int) -> LinearRegression:
@@ -77,6 +81,46 @@ def _publish(directory, database_oid: int, number: int) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "r+b" if target.exists() else "wb") as file:
         file.write(number.to_bytes(8, "little", signed=True))
+
+
+def test_a_big_graph_waits_until_the_model_has_scored_as_long_as_building_it_takes(conn, connect):
+    """pgml_trigger.defer_graph_mb = 0 treats every compiled graph as big: a new backend's first predictions come
+    from the model's own payload, the graph is built once they have taken about as long as that should, and
+    every prediction on either engine is the model's own."""
+    X, _ = trained.breast_cancer()
+    model = trained.forest_breast_cancer()
+    upload(conn, "rf", model, sample=X)
+    conn.execute(sql.SQL("ALTER DATABASE {} SET pgml_trigger.defer_graph_mb = 0").format(
+        sql.Identifier(conn.info.dbname)))
+    graph_bytes = conn.execute("SELECT octet_length(compiled_payload) FROM pgml_trigger.models").fetchone()[0]
+    budget = graph_bytes / 2**20 * cache.GRAPH_SECONDS_PER_MB
+    session = connect()
+    paths, predictions, spent = [], [], []  # spent: seconds the backend has scored the model with
+    for i in range(len(X)):
+        predictions.append(session.execute("SELECT pgml_trigger.predict('rf', %s::float8[])",
+                                           [X.iloc[i].tolist()]).fetchone()[0])
+        paths.append(session.execute("SELECT pgml_trigger.loaded_scoring_path('rf')").fetchone()[0])
+        spent.append(session.execute("SELECT seconds FROM pgml_trigger.counters()").fetchone()[0])
+        if paths[-1] == "onnx":
+            break
+    assert paths[0] == "sklearn" and paths[-1] == "onnx", paths
+    # built by the first predict after the model had scored for as long as building should take
+    built_by = len(paths) - 1
+    assert spent[built_by - 1] >= budget and (built_by < 2 or spent[built_by - 2] < budget), (spent, budget)
+    assert predictions == model.predict(X.iloc[:len(predictions)]).astype(float).tolist()
+    stages = session.execute("SELECT load_stages FROM pgml_trigger.cache_info()").fetchone()[0]
+    assert {"deserialize", "graph onnxruntime session"} <= set(stages)
+    # warm_up() builds the graph at once; -1 never defers
+    assert connect().execute("SELECT scoring_path FROM pgml_trigger.warm_up('rf')").fetchone()[0] == "onnx"
+    conn.execute(sql.SQL("ALTER DATABASE {} SET pgml_trigger.defer_graph_mb = -1").format(
+        sql.Identifier(conn.info.dbname)))
+    fresh = connect()
+    fresh.execute("SELECT pgml_trigger.predict('rf', %s::float8[])", [X.iloc[0].tolist()])
+    assert fresh.execute("SELECT pgml_trigger.loaded_scoring_path('rf')").fetchone()[0] == "onnx"
+    conn.execute(sql.SQL("ALTER DATABASE {} SET pgml_trigger.defer_graph_mb = 'big'").format(
+        sql.Identifier(conn.info.dbname)))
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="defer_graph_mb must be a number"):
+        connect().execute("SELECT pgml_trigger.predict('rf', %s::float8[])", [X.iloc[0].tolist()])
 
 
 def test_generation_file_read_in_place_and_found_again_after_removal(tmp_path, monkeypatch):

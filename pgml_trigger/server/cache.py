@@ -1,7 +1,9 @@
 """The per-backend model cache.
 
 A model is deserialized once per backend and kept, least recently used first
-out, within ``max_bytes`` of payload. What a reference ('churn',
+out, within ``max_bytes`` of payload. A big compiled graph is built only once
+the model's own payload has scored for as long as building it takes
+(defers_graph), or when warm_up() asks. What a reference ('churn',
 'churn@staging') points to is remembered per catalog generation: the
 generation is a counter bumped in the same transaction as every change to
 models, aliases and attachments, and it is read at most once per SQL
@@ -40,6 +42,7 @@ from ..errors import (
     ModelOutOfMemory,
     ModelSignatureInvalid,
     ModelTooLarge,
+    PgmlTriggerError,
     UntrustedContent,
 )
 from . import onnx_graph
@@ -85,11 +88,16 @@ class ModelCache:
         self._clock = None
         self.signal.distrust()
 
-    def model(self, model_ref: str) -> LoadedModel:
+    def model(self, model_ref: str, build_graph: bool | None = None) -> LoadedModel:
+        """The loaded model a reference points to. A deferred graph (defers_graph) is built when it is due
+        before scoring, and ``build_graph`` True builds it now (warm_up()), False not (only looking)."""
         model = self._refs.get(model_ref)
         if model is None:
             model = self._refs[model_ref] = self._fetch(self.catalog.resolve(model_ref))
         self._loaded.move_to_end(model.key)
+        if model.graph_later is not None and build_graph is not False and (
+                build_graph or model.usage[3] >= model.graph_after):
+            self._build_graph(model)
         return model
 
     def attachment(self, attachment_id: int) -> Attachment:
@@ -123,10 +131,15 @@ class ModelCache:
 
     def load_uncached(self, meta: ModelMeta) -> LoadedModel:
         """Load a model as scoring would, without keeping it or warning about versions (for doctor())."""
-        return self._load(meta, quiet=True)
+        return self._load(meta, quiet=True, defer=False)
 
-    def _load(self, meta: ModelMeta, quiet: bool = False) -> LoadedModel:
-        """Deserialize a model, after the policy, HMAC and checksum checks (module docstring)."""
+    def own_engine(self, meta: ModelMeta) -> SklearnEngine:
+        """The model's own payload loaded as scoring would load it first (defers_graph), uncached."""
+        return self._sklearn_engine(meta, f"{meta.name}@{meta.version}", None, quiet=True)[0]
+
+    def _load(self, meta: ModelMeta, quiet: bool = False, defer: bool = True) -> LoadedModel:
+        """Deserialize a model, after the policy, HMAC and checksum checks (module docstring); ``defer``: a big
+        compiled graph may wait (defers_graph)."""
         label = f"{meta.name}@{meta.version}"
         if meta.payload_bytes > self.max_bytes:
             raise ModelTooLarge(
@@ -135,27 +148,73 @@ class ModelCache:
                 hint="raise pgml_trigger.model_cache_mb for this database, or upload a smaller model")
         checks = self._checks(meta, label)
         allowed = formats.parse_allowed(checks["allowed_formats"])
-        missing_value_engine = None
+        missing_value_engine, graph_later, graph_after = None, None, 0.0
         if meta.format == "onnx":
             _allow(label, "onnx", "payload", checks)
             payload = self._verified(label, self._timed("fetch", self.catalog.payload, meta.name, meta.version),
                                      meta.sha256, "payload")
             engine, payload_bytes = self._onnx_engine(label, payload, meta, "payload", uploaded=True), len(payload)
         elif meta.compiled_format == "onnx" and "onnx" in allowed and self._timed("import", _onnxruntime_available):
-            payload = self._verified(label, self._timed("fetch", self.catalog.compiled_payload, meta.name,
-                                                        meta.version),
-                                     meta.compiled_sha256, "compiled payload")
-            engine = self._onnx_engine(label, payload, meta, "compiled payload")
             if meta.schema.accepts_nan and not meta.compiled_handles_nan:
                 # Loaded the first time a row with a missing value comes, under the policy of that moment.
                 missing_value_engine = lambda: self._sklearn_engine(meta, label, None, quiet)[0]  # noqa: E731
-            payload_bytes = len(payload)
+            own = self._own_engine_first(meta, label, checks, quiet) if defer and defers_graph(meta, checks) else None
+            if own is not None:
+                engine, payload_bytes = own
+                graph_later = lambda: self._graph_engine(meta, label, self._checks(meta, label))  # noqa: E731
+                graph_after = self.counters.for_model(meta.name, meta.version)[3] + graph_seconds(meta)
+            else:
+                engine, payload_bytes = self._graph_engine(meta, label, checks)
         else:
             engine, payload_bytes = self._sklearn_engine(meta, label, checks, quiet)
-        return LoadedModel(name=meta.name, version=meta.version, sha256=meta.sha256, task=meta.task,
-                           classes=meta.classes, schema=meta.schema, engine=engine, payload_bytes=payload_bytes,
-                           usage=self.counters.for_model(meta.name, meta.version),
-                           missing_value_engine=missing_value_engine)
+        model = LoadedModel(name=meta.name, version=meta.version, sha256=meta.sha256, task=meta.task,
+                            classes=meta.classes, schema=meta.schema, engine=engine, payload_bytes=payload_bytes,
+                            usage=self.counters.for_model(meta.name, meta.version),
+                            missing_value_engine=missing_value_engine, graph_later=graph_later,
+                            graph_after=graph_after)
+        if graph_later is not None and missing_value_engine is not None:
+            model.keep_missing_value_engine(engine)  # the own payload is loaded already
+        return model
+
+    def _graph_engine(self, meta: ModelMeta, label: str, checks: dict) -> tuple[OnnxEngine, int]:
+        """The compiled graph's engine, under the policy in ``checks``."""
+        _allow(label, "onnx", "compiled payload", checks)
+        payload = self._verified(label, self._timed("fetch", self.catalog.compiled_payload, meta.name, meta.version),
+                                 meta.compiled_sha256, "compiled payload")
+        return self._onnx_engine(label, payload, meta, "compiled payload"), len(payload)
+
+    def _own_engine_first(self, meta: ModelMeta, label: str, checks: dict, quiet: bool):
+        """The model's own payload, to score while its big graph waits (defers_graph); None when that payload
+        cannot be used here (the policy, a missing library, strict versions), and the graph is built now."""
+        try:
+            return self._sklearn_engine(meta, label, checks, quiet)
+        except PgmlTriggerError:
+            return None
+
+    def _build_graph(self, model: LoadedModel) -> None:
+        """Build a deferred model's graph (it has scored for as long as that is expected to take, or warm_up()
+        asks) and score with it from now on; the model's own engine stays for rows with a missing value where
+        the graph cannot score those. When the graph cannot be built now, the model goes on as it was."""
+        later, model.graph_later = model.graph_later, None
+        self._stages = {}
+        started = time.perf_counter()
+        try:
+            engine, payload_bytes = later()
+        except PgmlTriggerError as exc:
+            self.catalog.warn(f"pgml_trigger: {exc.message}; model {model.label} goes on scoring with its own "
+                              "payload")
+            return
+        seconds = time.perf_counter() - started
+        if model.missing_value_engine is not None:
+            model.keep_missing_value_engine(model.engine)
+        model.engine = engine
+        self._loaded_bytes += payload_bytes - model.payload_bytes
+        model.payload_bytes = payload_bytes
+        model.load_seconds += seconds
+        model.load_stages = {**model.load_stages, **{f"graph {stage}": spent for stage, spent in self._stages.items()}}
+        self._stages = {}
+        self.counters.load_seconds[model.name, model.version] += seconds
+        self._evict(keep=model.key)
 
     def _checks(self, meta: ModelMeta, label: str) -> dict:
         """The load policy and the row's HMAC and versions; verifies the HMAC when a key is configured."""
@@ -269,6 +328,34 @@ def server_version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
+
+
+# A compiled graph this big (by default) is not built on a backend's first use of the model: onnxruntime takes
+# about 25 ms per MB to build a forest's trees (a 300-tree forest's 309 MB graph: 7-9 s, first in a process),
+# where joblib.load of the same forest took 1.3-1.5 s (bench/big_model.py). The model's own payload scores
+# first, and the graph is built once the model has spent as long scoring as building it is expected to take:
+# never more than twice the time either engine alone would have cost (buying late, as in ski rental), and a
+# pool's warm_up() builds it at once. Below this size a graph builds in well under a second.
+DEFER_GRAPH_MB = 32
+GRAPH_SECONDS_PER_MB = 0.025
+
+
+def defers_graph(meta: ModelMeta, checks: dict) -> bool:
+    """Whether a compiled model's own payload scores first (DEFER_GRAPH_MB; the database's
+    pgml_trigger.defer_graph_mb: megabytes, or -1 never)."""
+    setting = checks.get("defer_graph_mb")
+    try:
+        limit = DEFER_GRAPH_MB if setting is None or not setting.strip() else float(setting)
+    except ValueError:
+        raise ModelLoadFailed(f"pgml_trigger.defer_graph_mb must be a number of megabytes (or -1), not "
+                              f"{setting!r}") from None
+    return limit >= 0 and meta.payload_bytes >= limit * 2**20 and meta.format in formats.parse_allowed(
+        checks["allowed_formats"])
+
+
+def graph_seconds(meta: ModelMeta) -> float:
+    """How long building a compiled graph of this size is expected to take."""
+    return meta.payload_bytes / 2**20 * GRAPH_SECONDS_PER_MB
 
 
 @functools.cache

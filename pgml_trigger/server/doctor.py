@@ -13,7 +13,7 @@ import json
 
 from .. import formats
 from ..errors import ModelLoadFailed, PgmlTriggerError
-from .cache import ModelCache, recorded_libraries, server_version
+from .cache import ModelCache, defers_graph, recorded_libraries, server_version
 from .features import from_mapping
 
 
@@ -70,6 +70,8 @@ def check_version(cache: ModelCache, name: str, version: int, rows_json: str | N
     engines = [model.engine]
     if model.missing_value_engine is not None:  # rows with a missing value will need the deserialized payload
         engines.append(model.missing_value_engine())
+    elif model.scoring_path == "onnx" and defers_graph(meta, cache.catalog.load_checks(name, version)):
+        engines.append(cache.own_engine(meta))  # a backend's first predictions come from it
     rows = [from_mapping(meta.schema, row, model.label) for row in json.loads(rows_json or "[]")]
     for engine in engines if rows else ():
         try:

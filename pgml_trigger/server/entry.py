@@ -235,7 +235,7 @@ def warm_up(model_refs, clock):
     result = []
     for model_ref in model_refs:
         started = time.perf_counter()
-        model = _cache.model(model_ref)
+        model = _cache.model(model_ref, build_graph=True)
         result.append((model_ref, model.name, model.version, model.scoring_path, time.perf_counter() - started))
     return result
 
@@ -313,7 +313,7 @@ def _json_safe(row) -> list:
 def loaded_scoring_path(model_ref, clock):
     """Which engine this backend scores the model with: 'onnx', or 'sklearn' (e.g. without onnxruntime)."""
     _cache.sync(clock)
-    return _cache.model(model_ref).scoring_path
+    return _cache.model(model_ref, build_graph=False).scoring_path
 
 
 @_sql_errors

@@ -28,6 +28,10 @@ class LoadedModel:
     # Where rows with a missing value go when the compiled graph would score them unlike scikit-learn:
     # loads the joblib payload the first time such a row comes (not counted in payload_bytes).
     missing_value_engine: Callable[[], SklearnEngine] | None = None
+    # A big compiled graph not built yet (cache.defers_graph): what builds it, once usage[3] (seconds spent
+    # scoring) reaches graph_after; until then ``engine`` is the model's own payload.
+    graph_later: Callable[[], tuple[OnnxEngine, int]] | None = None
+    graph_after: float = 0.0
     load_seconds: float = 0.0  # fetching, checking and deserializing the payload, in this backend
     load_stages: dict = field(default_factory=dict)  # of those: import, fetch, sha256, deserialize, onnxruntime session
     label: str = field(init=False)
@@ -105,6 +109,10 @@ class LoadedModel:
         if not gaps.all():
             result[~gaps] = list(self._call(self.engine, method, matrix[~gaps]))
         return result
+
+    def keep_missing_value_engine(self, engine: SklearnEngine) -> None:
+        """The model's own engine, loaded already, for the rows with a missing value the graph cannot score."""
+        self._fallback = engine
 
     def _missing_value_engine(self) -> SklearnEngine:
         if self._fallback is None:
