@@ -165,6 +165,39 @@ def test_mixed_type_missing_and_infinite_values_fail_as_by_name(conn, visits, co
     assert f'column "{column}"' in by_kind.value.diag.message_primary
 
 
+def test_mixed_type_columns_of_every_kind_score_as_by_name(conn):
+    """char(n) (with its padding), an enum, varchar, real (by its text), numeric, integer and boolean columns give
+    the model what jsonb_build_object() gave it."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"code": ["ab    ", "cd    ", "ab", "cd"] * 5, "tier": ["gold", "tin"] * 10,
+                          "city": ["Oslo", "Rome", "Oslo", "Lima", "Rome"] * 4, "ratio": [0.1 * i for i in range(20)],
+                          "amount": [1.25 * i for i in range(20)], "count": list(range(20)),
+                          "flag": [1.0, 0.0, 0.0, 1.0] * 5})
+    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["code", "tier", "city"]),
+                                                  remainder="passthrough"),
+                          LinearRegression()).fit(frame, [float(i % 7) + 0.37 * i for i in range(20)])
+    upload(conn, "kinds", model)
+    conn.execute("CREATE TYPE tier AS ENUM ('tin', 'gold')")
+    conn.execute("CREATE TABLE items (id serial PRIMARY KEY, flag boolean, count integer, amount numeric(8, 2), "
+                 "ratio real, city varchar(10), tier tier, code char(6), out float8)")
+    conn.execute("SELECT pgml_trigger.attach('items', 'kinds', 'out')")
+    assert "bpcharout" in conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'score_1'").fetchone()[0]
+    conn.execute("INSERT INTO items (code, tier, city, ratio, amount, count, flag) VALUES "
+                 "('ab', 'gold', 'Oslo', 0.1, 2.50, 3, true), ('cd', 'tin', 'Lima', 1.7, 0.25, -4, false), "
+                 "('x', 'tin', 'Rome', 3.3e-5, 12.75, 7, true)")
+    by_name = ", ".join(f"'{name}', {name}" for name in frame.columns)
+    got = conn.execute(f"SELECT out, pgml_trigger._score_row(1, jsonb_build_object({by_name}), now()) "
+                       "FROM items ORDER BY id").fetchall()
+    assert [by_kind for by_kind, _ in got] == [jsonb for _, jsonb in got]
+    padded = frame.iloc[[0]].assign(ratio=0.1, amount=2.5, count=3, flag=1.0)
+    assert got[0][0] == float(model.predict(padded)[0])  # "ab    ", as char(6) shows it; 0.1, as real shows it
+
+
 def test_detach_removes_trigger_function_and_record(conn, bc):
     X, _ = bc
     conn.execute("SELECT pgml_trigger.attach('tumors', 'bc', 'score')")
