@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import trained
@@ -21,6 +22,7 @@ from pgml_trigger.server.features import (
     FeatureSchema,
     from_mapping,
     from_positional,
+    from_typed_arrays,
     matrix_from_mappings,
 )
 
@@ -36,6 +38,25 @@ def test_positional_row_is_the_values_in_model_order():
 def test_mapping_orders_values_by_feature_and_makes_numbers_float():
     row = from_mapping(MIXED, {"n": 3, "city": "Oslo", "extra": [1]}, "m@1")
     assert row == ["Oslo", 3.0] and isinstance(row[1], float)
+
+
+def test_typed_arrays_give_the_row_by_name():
+    """A trigger's float8[] and text[] of a row with text columns: the values, NULLs and errors of the row by name."""
+    schema = FeatureSchema(names=("n", "city", "m", "zone"), types=(NUMBER, STRING, NUMBER, STRING),
+                           accepts_nan=False, input_kind="frame")
+    assert from_typed_arrays(schema, [1.5, 2.0], ["Oslo", "b"], "m@1") == [1.5, "Oslo", 2.0, "b"]
+    for numbers, texts in (([1.0, None], [None, "b"]), ([math.nan, 1.0], ["Oslo", None]),
+                           ([1.0, -math.inf], ["Oslo", "b"])):
+        by_name = dict(zip(("n", "m"), numbers)) | dict(zip(("city", "zone"), texts))
+        by_name = {k: "NaN" if v != v else "-Infinity" if v == -math.inf else v for k, v in by_name.items()}
+        with pytest.raises((FeatureMissingValue, FeatureOutOfRange)) as by_kind:
+            from_typed_arrays(schema, numbers, texts, "m@1", columns=("n", "c", "m", "zone"))
+        with pytest.raises(type(by_kind.value), match=re.escape(by_kind.value.message)):
+            from_mapping(schema, by_name, "m@1", columns=("n", "c", "m", "zone"))
+    nan_ok = FeatureSchema(names=("city", "n"), types=(STRING, NUMBER), accepts_nan=True, input_kind="frame")
+    assert [math.isnan(v) for v in from_typed_arrays(nan_ok, [None], [None], "m@1")] == [True, True]
+    with pytest.raises(FeatureCountMismatch, match="expects 1 numeric and 1 text features, got 2 and 1"):
+        from_typed_arrays(MIXED, [1.0, 2.0], ["Oslo"], "m@1")
 
 
 def test_nulls_become_nan_only_where_accepted():

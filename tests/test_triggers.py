@@ -87,15 +87,115 @@ def test_update_rescoring_only_when_a_feature_changes(conn, bc):
         float(model.predict(X.iloc[[1]])[0]), -1.0]
 
 
-def test_mixed_type_pipeline_from_trigger(conn):
+@pytest.fixture
+def visits(conn):
+    """The mixed-type pipeline (text and numeric features) and a table feeding it in another column order, one
+    column named differently ("gender" for feature "sex"), with extra columns."""
     model = trained.mixed_pipeline()
     X, _ = trained.diabetes_mixed()
     upload(conn, "mixed", model)
-    create_table(conn, "visits", X, extra={"prediction": "double precision"})
-    conn.execute("SELECT pgml_trigger.attach('visits', 'mixed', 'prediction')")
-    copy_rows(conn, "visits", X)
+    table = X[list(reversed(X.columns))].rename(columns={"sex": "gender"})
+    create_table(conn, "visits", table, extra={"prediction": "double precision", "note": "text", "seen": "boolean"})
+    columns = ["gender" if name == "sex" else name for name in X.columns]
+    return model, X, table, columns
+
+
+def _attach_mixed(conn, table, output, columns, **options):
+    extra = "".join(f", {name} => {value}" for name, value in options.items())
+    conn.execute(f"SELECT pgml_trigger.attach('{table}', 'mixed', '{output}', %s{extra})", [columns])
+
+
+def test_mixed_type_pipeline_from_trigger(conn, visits):
+    model, X, table, columns = visits
+    _attach_mixed(conn, "visits", "prediction", columns)
+    # The row goes to Python as a float8[] of its numeric features and a text[] of its text ones, not as jsonb.
+    body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'score_1'").fetchone()[0]
+    assert "::double precision[], ARRAY[" in body and "jsonb" not in body
+    copy_rows(conn, "visits", table)
     got = [p for (p,) in conn.execute("SELECT prediction FROM visits ORDER BY id")]
     assert got == _offline(model, X)
+
+    # UPDATEs: row 1 takes row 6's features; row 2 changes its text feature only.
+    sets = ", ".join(f'"{column}" = src."{column}"' for column in columns)
+    conn.execute(f"UPDATE visits AS t SET {sets} FROM visits AS src WHERE t.id = 1 AND src.id = 6")
+    conn.execute("UPDATE visits SET gender = CASE gender WHEN 'male' THEN 'female' ELSE 'male' END WHERE id = 2")
+    changed = X.iloc[[5, 1]].copy()
+    changed.iloc[1, changed.columns.get_loc("sex")] = "female" if X["sex"].iloc[1] == "male" else "male"
+    got = [p for (p,) in conn.execute("SELECT prediction FROM visits WHERE id <= 2 ORDER BY id")]
+    assert got == _offline(model, changed)
+
+
+def test_mixed_type_rows_logged_and_in_statement_mode(conn, visits):
+    model, X, table, columns = visits
+    _attach_mixed(conn, "visits", "prediction", columns, log="true")
+    create_table(conn, "appended", table)
+    _attach_mixed(conn, "appended", "prediction", columns, mode="'statement'")
+    for name in ("score_1", "score_2"):
+        assert "jsonb" not in conn.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [name]).fetchone()[0]
+    copy_rows(conn, "visits", table.iloc[:20])
+    copy_rows(conn, "appended", table.iloc[:20])
+    logged = conn.execute("SELECT target::text, prediction, features FROM pgml_trigger.prediction_log "
+                          "ORDER BY target::text, row_key::int").fetchall()
+    expected = _offline(model, X.iloc[:20])
+    assert [target for target, _, _ in logged] == ["public.appended"] * 20 + ["public.visits"] * 20
+    assert [p for _, p, _ in logged[20:]] == expected
+    assert [p for _, p, _ in logged[:20]] == pytest.approx(expected, rel=1e-12)  # one model call for the 20
+    assert logged[20][2] == X.iloc[0].to_dict()  # log => true keeps the features, by name
+
+
+@pytest.mark.parametrize("column, value", [("bmi", None), ("bmi", "NaN"), ("bmi", "Infinity"), ("age", "-Infinity"),
+                                           ("gender", None)])
+def test_mixed_type_missing_and_infinite_values_fail_as_by_name(conn, visits, column, value):
+    """NULL, NaN and infinite numbers and a NULL text fail as they do when the row goes by name (jsonb)."""
+    _, X, table, columns = visits
+    _attach_mixed(conn, "visits", "prediction", columns)
+    row = dict(table.iloc[0].to_dict(), **{column: value})
+    names = ", ".join(f'"{name}"' for name in row)
+    insert = f"INSERT INTO {{}} ({names}) VALUES ({', '.join(['%s'] * len(row))})"
+    with pytest.raises(psycopg.Error) as by_kind:
+        conn.execute(insert.format("visits"), list(row.values()))
+    # What the trigger did before: the row by name, as jsonb_build_object() in the generated body.
+    conn.execute("CREATE TABLE plain (LIKE visits INCLUDING DEFAULTS)")
+    conn.execute(insert.format("plain"), list(row.values()))
+    by_name = ", ".join(f"'{feature}', \"{source}\"" for feature, source in zip(X.columns, columns))
+    with pytest.raises(psycopg.Error) as jsonb:
+        conn.execute(f"SELECT pgml_trigger._score_row(1, jsonb_build_object({by_name}), now()) FROM plain")
+    assert by_kind.value.sqlstate == jsonb.value.sqlstate and by_kind.value.sqlstate in ("22004", "22003")
+    assert by_kind.value.diag.message_primary == jsonb.value.diag.message_primary
+    assert f'column "{column}"' in by_kind.value.diag.message_primary
+
+
+def test_mixed_type_columns_of_every_kind_score_as_by_name(conn):
+    """char(n) (with its padding), an enum, varchar, real (by its text), numeric, integer and boolean columns give
+    the model what jsonb_build_object() gave it."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"code": ["ab    ", "cd    ", "ab", "cd"] * 5, "tier": ["gold", "tin"] * 10,
+                          "city": ["Oslo", "Rome", "Oslo", "Lima", "Rome"] * 4, "ratio": [0.1 * i for i in range(20)],
+                          "amount": [1.25 * i for i in range(20)], "count": list(range(20)),
+                          "flag": [1.0, 0.0, 0.0, 1.0] * 5})
+    model = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["code", "tier", "city"]),
+                                                  remainder="passthrough"),
+                          LinearRegression()).fit(frame, [float(i % 7) + 0.37 * i for i in range(20)])
+    upload(conn, "kinds", model)
+    conn.execute("CREATE TYPE tier AS ENUM ('tin', 'gold')")
+    conn.execute("CREATE TABLE items (id serial PRIMARY KEY, flag boolean, count integer, amount numeric(8, 2), "
+                 "ratio real, city varchar(10), tier tier, code char(6), out float8)")
+    conn.execute("SELECT pgml_trigger.attach('items', 'kinds', 'out')")
+    assert "bpcharout" in conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'score_1'").fetchone()[0]
+    conn.execute("INSERT INTO items (code, tier, city, ratio, amount, count, flag) VALUES "
+                 "('ab', 'gold', 'Oslo', 0.1, 2.50, 3, true), ('cd', 'tin', 'Lima', 1.7, 0.25, -4, false), "
+                 "('x', 'tin', 'Rome', 3.3e-5, 12.75, 7, true)")
+    by_name = ", ".join(f"'{name}', {name}" for name in frame.columns)
+    got = conn.execute(f"SELECT out, pgml_trigger._score_row(1, jsonb_build_object({by_name}), now()) "
+                       "FROM items ORDER BY id").fetchall()
+    assert [by_kind for by_kind, _ in got] == [jsonb for _, jsonb in got]
+    padded = frame.iloc[[0]].assign(ratio=0.1, amount=2.5, count=3, flag=1.0)
+    assert got[0][0] == float(model.predict(padded)[0])  # "ab    ", as char(6) shows it; 0.1, as real shows it
 
 
 def test_detach_removes_trigger_function_and_record(conn, bc):

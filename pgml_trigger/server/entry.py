@@ -333,3 +333,49 @@ def doctor():
     from .doctor import doctor as diagnose
 
     return diagnose(_cache)
+
+
+# --- Rows with text columns, as scoring triggers hand them over: the numeric features as a float8[], the text ones
+# as a text[] (sql/triggers.sql, _features_by_kind).
+
+from .features import from_typed_arrays  # noqa: E402
+
+
+def _typed_inputs(model, numbers, texts, columns):
+    try:
+        return from_typed_arrays(model.schema, numbers, texts, model.label, columns)
+    except PgmlTriggerError:
+        model.usage[2] += 1
+        raise
+
+
+@_sql_errors
+def score_typed_row(attachment_id, numbers, texts, clock):
+    attachment, model = _attached_model(attachment_id, clock)
+    return model.predict(_typed_inputs(model, numbers, texts, attachment.columns))
+
+
+@_sql_errors
+def label_typed_row(attachment_id, numbers, texts, clock):
+    attachment, model = _attached_model(attachment_id, clock)
+    return model.predict_label(_typed_inputs(model, numbers, texts, attachment.columns))
+
+
+@_sql_errors
+def score_typed_row_logged(attachment_id, numbers, texts, clock, row_key):
+    attachment, model = _attached_model(attachment_id, clock)
+    row = _typed_inputs(model, numbers, texts, attachment.columns)
+    return _score_and_log(attachment, model, [row_key], [row])[0]
+
+
+@_sql_errors
+def score_typed_statement(attachment_id, keys, numbers, texts, clock):
+    """``numbers`` and ``texts``: one list per inserted row (a double precision[][] and a text[][])."""
+    attachment, model = _attached_model(attachment_id, clock)
+    rows = []
+    for index, (row_numbers, row_texts) in enumerate(zip(numbers, texts)):
+        try:
+            rows.append(_typed_inputs(model, row_numbers, row_texts, attachment.columns))
+        except PgmlTriggerError as exc:
+            raise in_row(exc, index) from None
+    _score_and_log(attachment, model, keys, rows)

@@ -54,6 +54,14 @@ class FeatureSchema:
         getter = operator.itemgetter(*self.names)
         return getter if len(self.names) > 1 else lambda mapping: (getter(mapping),)
 
+    @cached_property
+    def merge_by_kind(self) -> Callable[[list], list]:
+        """The row in model order from its numeric values followed by its text values, each in model order."""
+        by_kind = [p for p, kind in enumerate(self.types) if kind != STRING] + \
+                  [p for p, kind in enumerate(self.types) if kind == STRING]
+        getter = operator.itemgetter(*sorted(range(len(by_kind)), key=by_kind.__getitem__))
+        return (lambda values: list(getter(values))) if len(by_kind) > 1 else list
+
 
 def from_positional(schema: FeatureSchema, values: list, model_label: str, columns=None):
     """The feature values of one row given as a list in the model's feature order (a SQL float8[])."""
@@ -77,6 +85,33 @@ def from_positional(schema: FeatureSchema, values: list, model_label: str, colum
         pass
     row = [math.nan if value is None else value for value in values]
     _check_non_finite(schema, row, values, model_label, columns)
+    return row
+
+
+def from_typed_arrays(schema: FeatureSchema, numbers: list, texts: list, model_label: str, columns=None):
+    """The feature values of one row given as its numeric features (a SQL float8[]) and its text ones (a text[]),
+    each in model order: how a scoring trigger hands over a row with text columns. Values, missing-value policy and
+    errors are those of the row by name (from_mapping)."""
+    n_texts = len(schema.string_features)
+    if len(texts) != n_texts or len(numbers) != len(schema.names) - n_texts:
+        raise FeatureCountMismatch(f"model {model_label} expects {len(schema.names) - n_texts} numeric and {n_texts} "
+                                   f"text features, got {len(numbers)} and {len(texts)}", detail=_feature_list(schema))
+    row = schema.merge_by_kind(numbers + texts)
+    try:
+        if math.isfinite(sum(numbers)) and None not in texts:  # the common case, checked in two passes
+            return row
+    except TypeError:  # a NULL number (None)
+        pass
+    for position, (kind, value) in enumerate(zip(schema.types, row)):
+        if value is None:
+            if not schema.accepts_nan:
+                raise _missing_value(schema, position, model_label, columns, "NULL")
+            row[position] = math.nan
+        elif kind == NUMBER:
+            if math.isnan(value) and not schema.accepts_nan:
+                raise _missing_value(schema, position, model_label, columns, "NaN")
+            if math.isinf(value):
+                raise _infinite(schema, position, model_label, columns)
     return row
 
 

@@ -294,6 +294,9 @@ DECLARE
     features_expr text;
     key_columns text[];
     row_key text;
+    numbers_expr text;
+    texts_expr text;
+    features_args text := 'chunk.features';
     body text;
 BEGIN
     IF target IS NULL OR model IS NULL OR output_column IS NULL OR mode IS NULL OR log IS NULL THEN
@@ -363,15 +366,20 @@ BEGIN
                         ELSE format('jsonb_build_array(%s)::text',
                                     (SELECT string_agg(format('inserted.%I', k), ', ') FROM unnest(key_columns) AS k))
                         END;
+        SELECT k.numbers, k.texts INTO numbers_expr, texts_expr
+        FROM pgml_trigger._features_by_kind(target, cols, m.feature_types, 'inserted') AS k;
         IF NOT ('string' = ANY (m.feature_types)) THEN
             -- booleans have no cast to float8, but do to integer
-            features_expr := format('array_send(array_agg(ARRAY[%s]::double precision[]))',
+            features_expr := format('array_send(array_agg(ARRAY[%s]::double precision[])) AS features',
                                     (SELECT string_agg(format('inserted.%I%s', c.name,
                                                               CASE WHEN categories[c.i] = 'B' THEN '::integer' END),
                                                        ', ' ORDER BY c.i)
                                      FROM unnest(cols) WITH ORDINALITY AS c(name, i)));
+        ELSIF numbers_expr IS NOT NULL AND 'number' = ANY (m.feature_types) THEN  -- array_agg takes no empty arrays
+            features_expr := format('array_agg(%s) AS numbers, array_agg(%s) AS texts', numbers_expr, texts_expr);
+            features_args := 'chunk.numbers, chunk.texts';
         ELSE
-            features_expr := format('array_agg(jsonb_build_object(%s))',
+            features_expr := format('array_agg(jsonb_build_object(%s)) AS features',
                                     (SELECT string_agg(format('%L, inserted.%I', m.feature_names[c.i], c.name),
                                                        ', ' ORDER BY c.i)
                                      FROM unnest(cols) WITH ORDINALITY AS c(name, i)));
@@ -381,15 +389,15 @@ DECLARE
     chunk record;
 BEGIN
     FOR chunk IN
-        SELECT array_agg(%1$s) AS keys, %2$s AS features
+        SELECT array_agg(%1$s) AS keys, %2$s
         FROM (SELECT new_rows.*, row_number() OVER () - 1 AS chunk_row FROM new_rows) AS inserted
         GROUP BY inserted.chunk_row / 10000
     LOOP
-        PERFORM pgml_trigger._score_statement(%3$s, chunk.keys, chunk.features, statement_timestamp());
+        PERFORM pgml_trigger._score_statement(%3$s, chunk.keys, %4$s, statement_timestamp());
     END LOOP;
     RETURN NULL;
 END
-$body$, row_key, features_expr, attachment_id);
+$body$, row_key, features_expr, attachment_id, features_args);
     ELSE
         body := pgml_trigger._row_trigger_body(attachment_id);
     END IF;
@@ -428,6 +436,8 @@ DECLARE
     by_position text[] := '{}';  -- NEW.<column> as double precision, in model order
     by_name text[] := '{}';
     all_numeric boolean := true;
+    numbers_expr text;           -- a row with text features as a float8[] and a text[] (_features_by_kind)
+    texts_expr text;
     features_expr text;
     row_key text;
     python text;                 -- the Python path: the whole body, or the call for rows arithmetic cannot take
@@ -450,7 +460,20 @@ BEGIN
                                                   ELSE '::double precision' END);
         by_name := by_name || format('%L, NEW.%I', a.feature_names[i], a.columns[i]);
     END LOOP;
+    BEGIN
+        SELECT mm.* INTO m FROM pgml_trigger.resolve_model(a.model_ref) AS r
+        JOIN pgml_trigger.models AS mm USING (name, version);
+        form := m.linear_form;
+        -- by kind for the features of the version the reference resolves to now: the body is rewritten when it changes
+        IF NOT all_numeric AND m.feature_names = a.feature_names THEN
+            SELECT k.numbers, k.texts INTO numbers_expr, texts_expr
+            FROM pgml_trigger._features_by_kind(a.target, a.columns, m.feature_types, 'NEW') AS k;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        form := NULL;  -- the reference resolves to nothing now; the Python path says so when a row comes
+    END;
     features_expr := CASE WHEN all_numeric THEN format('ARRAY[%s]', array_to_string(by_position, ', '))
+                          WHEN numbers_expr IS NOT NULL THEN format('%s, %s', numbers_expr, texts_expr)
                           ELSE format('jsonb_build_object(%s)', array_to_string(by_name, ', ')) END;
     row_key := CASE WHEN a.key_columns IS NULL THEN 'NULL::text'
                     WHEN cardinality(a.key_columns) = 1 THEN format('NEW.%I::text', a.key_columns[1])
@@ -463,14 +486,6 @@ BEGIN
                    ELSE format('pgml_trigger.%I(%s, %s, statement_timestamp())',
                                CASE a.output WHEN 'value' THEN '_score_row' ELSE '_label_row' END,
                                a.id, features_expr) END;
-
-    BEGIN
-        SELECT mm.* INTO m FROM pgml_trigger.resolve_model(a.model_ref) AS r
-        JOIN pgml_trigger.models AS mm USING (name, version);
-        form := m.linear_form;
-    EXCEPTION WHEN OTHERS THEN
-        form := NULL;  -- the reference resolves to nothing now; the Python path says so when a row comes
-    END;
     allowed := nullif(btrim(pgml_trigger._database_setting('pgml_trigger.allowed_formats')), '');
     IF form IS NULL OR a.log OR a.challenger IS NOT NULL OR NOT all_numeric
        OR m.feature_names IS DISTINCT FROM a.feature_names
@@ -856,3 +871,90 @@ COMMENT ON FUNCTION pgml_trigger.counters() IS
     'per model: calls, rows, errors, loads, seconds spent scoring and loading, summed over this server''s backends';
 REVOKE ALL ON FUNCTION pgml_trigger.counters() FROM PUBLIC;
 SELECT pgml_trigger._grant_execute('pgml_trigger_user', ARRAY['counters']);
+
+-- triggers.sql: rows with text features go to Python by kind (_attach and _row_trigger_body above call these).
+-- A row with text features: its numeric features as a float8[] and its text ones as a text[], each in model
+-- order (_features_by_kind).
+CREATE FUNCTION pgml_trigger._score_row(attachment integer, numbers double precision[], texts text[],
+                                        clock timestamptz) RETURNS double precision
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].score_typed_row(attachment, numbers, texts, clock)
+$$;
+CREATE FUNCTION pgml_trigger._label_row(attachment integer, numbers double precision[], texts text[],
+                                        clock timestamptz) RETURNS text
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].label_typed_row(attachment, numbers, texts, clock)
+$$;
+CREATE FUNCTION pgml_trigger._score_row_logged(attachment integer, numbers double precision[], texts text[],
+                                               clock timestamptz, row_key text) RETURNS double precision
+LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].score_typed_row_logged(attachment, numbers, texts, clock, row_key)
+$$;
+CREATE FUNCTION pgml_trigger._label_row_logged(attachment integer, numbers double precision[], texts text[],
+                                               clock timestamptz, row_key text) RETURNS text
+LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].score_typed_row_logged(attachment, numbers, texts, clock, row_key)
+$$;
+-- Rows with text features: a double precision[][] of their numeric features and a text[][] of their text ones.
+CREATE FUNCTION pgml_trigger._score_statement(attachment integer, keys text[], numbers double precision[],
+                                              texts text[], clock timestamptz) RETURNS void
+LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+GD["pgml_trigger"].score_typed_statement(attachment, keys, numbers, texts, clock)
+$$;
+
+-- How a row with text features goes to Python (pgml_trigger/server/features.py, from_typed_arrays): its numeric
+-- features as a float8[] and its text ones as a text[], each in model order, as ARRAY[...] expressions over
+-- source.<column>. Every value is the one to_jsonb() gives, which reads each through its type's output function
+-- (a real by its text, a char(n) with its padding), except that a double precision keeps every bit whatever
+-- extra_float_digits says. Types are told by their output function, which a domain shares with its base type.
+-- NULLs when a column's type is not one of these (money, ...) or does not fit its feature: the row goes as jsonb.
+CREATE FUNCTION pgml_trigger._features_by_kind(target regclass, columns text[], feature_types text[], source text,
+                                               OUT numbers text, OUT texts text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    col record;
+    output regproc;
+    value text;
+    number_values text[] := '{}';
+    text_values text[] := '{}';
+BEGIN
+    IF cardinality(columns) IS DISTINCT FROM cardinality(feature_types) THEN
+        RETURN;
+    END IF;
+    FOR i IN 1 .. cardinality(columns) LOOP
+        SELECT * INTO col FROM pgml_trigger._column_type(target, columns[i]);
+        SELECT t.typoutput INTO output FROM pg_catalog.pg_type AS t WHERE t.oid = col.type_oid;
+        value := format('%s.%I', source, columns[i]);
+        IF feature_types[i] = 'number' AND output = ANY ('{float8out,numeric_out,int8out,int4out,int2out}'::regproc[]) THEN
+            number_values := number_values || format('%s::double precision', value);
+        ELSIF feature_types[i] = 'number' AND output = 'float4out'::regproc THEN
+            number_values := number_values || format('%s::text::double precision', value);
+        ELSIF feature_types[i] = 'number' AND output = 'boolout'::regproc THEN
+            number_values := number_values || format('%s::integer::double precision', value);
+        ELSIF feature_types[i] = 'string' AND output = 'bpcharout'::regproc THEN
+            text_values := text_values || format('pg_catalog.textin(pg_catalog.bpcharout(%s))', value);  -- ::text trims
+        ELSIF feature_types[i] = 'string' AND col.category IN ('S', 'E') THEN
+            text_values := text_values || format('%s::text', value);
+        ELSE
+            RETURN;
+        END IF;
+    END LOOP;
+    numbers := format('ARRAY[%s]::double precision[]', array_to_string(number_values, ', '));
+    texts := format('ARRAY[%s]::text[]', array_to_string(text_values, ', '));
+END
+$$;
+COMMENT ON FUNCTION pgml_trigger._features_by_kind(regclass, text[], text[], text) IS
+    'the float8[] and text[] expressions that hand a row with text features to Python; NULLs when they cannot';
+REVOKE ALL ON FUNCTION pgml_trigger._score_row(integer, double precision[], text[], timestamptz),
+    pgml_trigger._label_row(integer, double precision[], text[], timestamptz),
+    pgml_trigger._score_row_logged(integer, double precision[], text[], timestamptz, text),
+    pgml_trigger._label_row_logged(integer, double precision[], text[], timestamptz, text),
+    pgml_trigger._score_statement(integer, text[], double precision[], text[], timestamptz),
+    pgml_trigger._features_by_kind(regclass, text[], text[], text) FROM PUBLIC;
+SELECT pgml_trigger._grant_execute('pgml_trigger_user', ARRAY['_score_row', '_label_row', '_score_row_logged',
+    '_label_row_logged', '_score_statement']);
