@@ -143,6 +143,33 @@ def test_mixed_type_rows_logged_and_in_statement_mode(conn, visits):
     assert logged[20][2] == X.iloc[0].to_dict()  # log => true keeps the features, by name
 
 
+def test_statement_trigger_refuses_a_version_taking_its_features_as_other_kinds(conn):
+    """A statement trigger splits rows by the kinds of features it was attached for and is not rewritten when the
+    version changes: a version taking the same features as other kinds is refused, never fed the wrong values."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    def fitted(text_feature):
+        frame = pd.DataFrame({"a": ["x", "y", "x", "y"], "b": ["1", "2", "3", "4"]})
+        frame[{"a": "b", "b": "a"}[text_feature]] = [1.0, 2.0, 3.0, 4.0]
+        encode = make_column_transformer((OneHotEncoder(), [text_feature]), remainder="passthrough")
+        return make_pipeline(encode, LinearRegression()).fit(frame[["a", "b"]], [1.0, 2.0, 3.0, 4.0])
+
+    upload(conn, "kinds", fitted("a"))  # a: text, b: number
+    conn.execute("CREATE TABLE pairs (id integer PRIMARY KEY, a text, b double precision, out double precision)")
+    conn.execute("SELECT pgml_trigger.attach('pairs', 'kinds', 'out', mode => 'statement')")
+    conn.execute("INSERT INTO pairs VALUES (1, 'x', 1.0)")
+    upload(conn, "kinds", fitted("b"))  # version 2: a number, b text
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as caught:
+        conn.execute("INSERT INTO pairs VALUES (2, 'y', 2.0)")
+    assert ("hands model kinds features of the types (string, number) but kinds@2 takes (number, string)"
+            in caught.value.diag.message_primary)
+    assert conn.execute("SELECT count(*) FROM pairs").fetchone()[0] == 1
+
+
 @pytest.mark.parametrize("column, value", [("bmi", None), ("bmi", "NaN"), ("bmi", "Infinity"), ("age", "-Infinity"),
                                            ("gender", None)])
 def test_mixed_type_missing_and_infinite_values_fail_as_by_name(conn, visits, column, value):

@@ -93,7 +93,8 @@ class ModelCache:
         before scoring, and ``build_graph`` True builds it now (warm_up()), False not (only looking)."""
         model = self._refs.get(model_ref)
         if model is None:
-            model = self._refs[model_ref] = self._fetch(self.catalog.resolve(model_ref))
+            # warm_up() wants the graph: no use loading the model's own payload first
+            model = self._refs[model_ref] = self._fetch(self.catalog.resolve(model_ref), defer=not build_graph)
         self._loaded.move_to_end(model.key)
         if model.graph_later is not None and build_graph is not False and (
                 build_graph or model.usage[3] >= model.graph_after):
@@ -113,13 +114,13 @@ class ModelCache:
     def entries(self) -> list[LoadedModel]:
         return list(self._loaded.values())
 
-    def _fetch(self, meta: ModelMeta) -> LoadedModel:
+    def _fetch(self, meta: ModelMeta, defer: bool = True) -> LoadedModel:
         key = (meta.name, meta.version, meta.sha256)
         model = self._loaded.get(key)
         if model is None:
             self._stages = {}
             started = time.perf_counter()
-            model = self._load(meta)
+            model = self._load(meta, defer=defer)
             model.load_seconds = time.perf_counter() - started
             model.load_stages, self._stages = self._stages, {}  # later loads (doctor(), fallbacks) count apart
             self.counters.loads[meta.name, meta.version] += 1  # into the cache: doctor's and upload checks' are not

@@ -27,7 +27,14 @@ from . import drift as _drift  # noqa: E402
 from . import generation as _generation  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
-from .features import from_array_send, from_mapping, from_positional, in_row, matrix_from_mappings  # noqa: E402
+from .features import (  # noqa: E402
+    from_array_send,
+    from_mapping,
+    from_positional,
+    from_typed_arrays,
+    in_row,
+    matrix_from_mappings,
+)
 
 try:  # parses a row of 30 numbers by name in about a fifth of json.loads's time
     from orjson import loads as _fast_json  # noqa: E402
@@ -338,8 +345,6 @@ def doctor():
 # --- Rows with text columns, as scoring triggers hand them over: the numeric features as a float8[], the text ones
 # as a text[] (sql/triggers.sql, _features_by_kind).
 
-from .features import from_typed_arrays  # noqa: E402
-
 
 def _typed_inputs(model, numbers, texts, columns):
     try:
@@ -369,9 +374,15 @@ def score_typed_row_logged(attachment_id, numbers, texts, clock, row_key):
 
 
 @_sql_errors
-def score_typed_statement(attachment_id, keys, numbers, texts, clock):
-    """``numbers`` and ``texts``: one list per inserted row (a double precision[][] and a text[][])."""
+def score_typed_statement(attachment_id, keys, numbers, texts, kinds, clock):
+    """``numbers`` and ``texts``: one list per inserted row (a double precision[][] and a text[][]); ``kinds``: the
+    feature types the trigger split them by, which the model's version must still have."""
     attachment, model = _attached_model(attachment_id, clock)
+    if kinds != ",".join(model.schema.types):
+        raise AttachmentStale(
+            f"the scoring trigger on {attachment.target} hands model {attachment.model_ref} features of the types "
+            f"({kinds.replace(',', ', ')}) but {model.label} takes ({', '.join(model.schema.types)})",
+            hint=f"detach and attach {attachment.model_ref} again")
     rows = []
     for index, (row_numbers, row_texts) in enumerate(zip(numbers, texts)):
         try:

@@ -377,7 +377,7 @@ BEGIN
                                      FROM unnest(cols) WITH ORDINALITY AS c(name, i)));
         ELSIF numbers_expr IS NOT NULL AND 'number' = ANY (m.feature_types) THEN  -- array_agg takes no empty arrays
             features_expr := format('array_agg(%s) AS numbers, array_agg(%s) AS texts', numbers_expr, texts_expr);
-            features_args := 'chunk.numbers, chunk.texts';
+            features_args := format('chunk.numbers, chunk.texts, %L', array_to_string(m.feature_types, ','));
         ELSE
             features_expr := format('array_agg(jsonb_build_object(%s)) AS features',
                                     (SELECT string_agg(format('%L, inserted.%I', m.feature_names[c.i], c.name),
@@ -900,11 +900,13 @@ if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].score_typed_row_logged(attachment, numbers, texts, clock, row_key)
 $$;
 -- Rows with text features: a double precision[][] of their numeric features and a text[][] of their text ones.
+-- kinds: the feature types the trigger was written for ('number,string,...'); statement triggers are not
+-- rewritten when the model's version changes, and another version may take the same features as other kinds.
 CREATE FUNCTION pgml_trigger._score_statement(attachment integer, keys text[], numbers double precision[],
-                                              texts text[], clock timestamptz) RETURNS void
+                                              texts text[], kinds text, clock timestamptz) RETURNS void
 LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
 if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
-GD["pgml_trigger"].score_typed_statement(attachment, keys, numbers, texts, clock)
+GD["pgml_trigger"].score_typed_statement(attachment, keys, numbers, texts, kinds, clock)
 $$;
 
 -- How a row with text features goes to Python (pgml_trigger/server/features.py, from_typed_arrays): its numeric
@@ -954,7 +956,7 @@ REVOKE ALL ON FUNCTION pgml_trigger._score_row(integer, double precision[], text
     pgml_trigger._label_row(integer, double precision[], text[], timestamptz),
     pgml_trigger._score_row_logged(integer, double precision[], text[], timestamptz, text),
     pgml_trigger._label_row_logged(integer, double precision[], text[], timestamptz, text),
-    pgml_trigger._score_statement(integer, text[], double precision[], text[], timestamptz),
+    pgml_trigger._score_statement(integer, text[], double precision[], text[], text, timestamptz),
     pgml_trigger._features_by_kind(regclass, text[], text[], text) FROM PUBLIC;
 SELECT pgml_trigger._grant_execute('pgml_trigger_user', ARRAY['_score_row', '_label_row', '_score_row_logged',
     '_label_row_logged', '_score_statement']);
