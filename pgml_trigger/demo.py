@@ -67,7 +67,7 @@ def _demo(dsn: str) -> None:
         agree = sum(a == b for a, b in zip(scored, model.predict(X)))
         print(f"\ntrigger labels equal the offline model's on {agree} of {len(X)} rows")
 
-        print("\nSELECT pgml_trigger.predict_proba('tumor', to_jsonb(t)) ... :")
+        print("\nSELECT pgml_trigger.predict_proba('tumor', t) ... (the row, by column name):")
         _print_rows(conn.execute(query("demo_predict")))
 
 

@@ -1,6 +1,6 @@
 SELECT t.id,
-       pgml_trigger.predict_label('tumor', to_jsonb(t)) AS label,
-       pgml_trigger.predict_proba('tumor', to_jsonb(t)) AS "[p_benign, p_malignant]"
+       pgml_trigger.predict_label('tumor', t) AS label,
+       pgml_trigger.predict_proba('tumor', t) AS "[p_benign, p_malignant]"
 FROM tumors AS t
 WHERE t.id IN (1, 20, 100)
 ORDER BY t.id
