@@ -332,11 +332,12 @@ def server_version(distribution: str) -> str | None:
 
 
 # A compiled graph this big (by default) is not built on a backend's first use of the model: onnxruntime takes
-# about 25 ms per MB to build a forest's trees (a 300-tree forest's 309 MB graph: 7-9 s, first in a process),
-# where joblib.load of the same forest took 1.3-1.5 s (bench/big_model.py). The model's own payload scores
-# first, and the graph is built once the model has spent as long scoring as building it is expected to take:
-# never more than twice the time either engine alone would have cost (buying late, as in ski rental), and a
-# pool's warm_up() builds it at once. Below this size a graph builds in well under a second.
+# about 25-30 ms per MB to build a forest's trees (a 300-tree forest's 309 MB graph: 7-10 s, first in a
+# process), where a backend's first request scored by the same forest's own payload took 5.3 s, 4.5 of them
+# inflating and unpickling its 546 MB (bench/big_model.py). The own payload scores first, and the graph is
+# built once the model has spent as long scoring as building it is expected to take: about twice, at most,
+# the time the better engine alone would have cost (buying late, as in ski rental); a pool's warm_up() builds
+# it at once. Below this size a graph builds in well under a second.
 DEFER_GRAPH_MB = 32
 GRAPH_SECONDS_PER_MB = 0.025
 

@@ -33,7 +33,8 @@ def doctor(cache: ModelCache) -> list[tuple]:
             loads, error, path = True, None, loaded.scoring_path
         except PgmlTriggerError as exc:
             loads, error, path = False, exc.message, None
-        deserialized = meta.format != "onnx" and (path == "sklearn" or loaded_with_fallback(meta, path))
+        deserialized = meta.format != "onnx" and (path == "sklearn" or loaded_with_fallback(meta, path)
+                                                  or (path == "onnx" and defers_graph(meta, checks)))
         differing = [f"loads under {library} {server_version(library)}, saved with {recorded}"
                      for library, recorded in recorded_libraries(checks).items()
                      if deserialized and server_version(library) != recorded]
