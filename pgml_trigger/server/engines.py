@@ -71,13 +71,18 @@ def onnx_inputs(schema: FeatureSchema, rows, name: str = "features", dtype=np.fl
     if not schema.string_features and column_dtypes is None:
         return {name: np.asarray(rows, dtype=dtype).reshape(-1, len(schema.names))}
     table = np.asarray(rows, dtype=object).reshape(-1, len(schema.names))
-    dtypes = column_dtypes or {}
     feeds = {}
-    for position, (feature, kind) in enumerate(zip(schema.names, schema.types)):
-        column_dtype = dtypes.get(feature, np.float32 if kind == NUMBER else object)
+    for position, (feature, column_dtype) in enumerate(feed_dtypes(schema, column_dtypes)):
         column = table[:, [position]]
         feeds[feature] = _whole_numbers(feature, column) if column_dtype is np.int64 else column.astype(column_dtype)
     return feeds
+
+
+def feed_dtypes(schema: FeatureSchema, column_dtypes: dict | None) -> list[tuple[str, type]]:
+    """Each feature's input of a graph taking one input per feature, and its dtype (see onnx_inputs)."""
+    dtypes = column_dtypes or {}
+    return [(feature, dtypes.get(feature, np.float32 if kind == NUMBER else object))
+            for feature, kind in zip(schema.names, schema.types)]
 
 
 def _row_feeds(row_inputs: list, values) -> dict:
@@ -120,10 +125,7 @@ class OnnxEngine:
         self._column_dtypes = None
         if len(graph_inputs) > 1 or schema.string_features or graph_inputs[0].type not in _ONNX_DTYPES:
             self._column_dtypes = {item.name: _COLUMN_DTYPES.get(item.type, object) for item in graph_inputs}
-            # One row's feeds (_row_feeds): each feature's input and dtype, in feature order, as onnx_inputs
-            # would choose them.
-            self._row_inputs = [(feature, self._column_dtypes.get(feature, np.float32 if kind == NUMBER else object))
-                                for feature, kind in zip(schema.names, schema.types)]
+            self._row_inputs = feed_dtypes(schema, self._column_dtypes)  # for one row's feeds (_row_feeds)
         else:
             # Compiled graphs take "features" as float32; an uploaded graph names its input and may take doubles.
             graph_input = graph_inputs[0]
