@@ -2,12 +2,9 @@
 
 ``sql/*.sql`` hold the current definition of every object once, by concern; the install script of
 the current version is their concatenation, in the order of CONCERNS. ``sql/updates/`` holds the
-update scripts from one version to the next, as written (append-only). ``sql/ledger/`` holds the
-migrations of 0.1.0, the release before the extension: their concatenation is the install script of
-0.1.0 (so that a test can install 0.1.0 and update it), and ``sql/ledger/adopt.sql`` is the install
-script of the version "ledger", which turns a database the 0.1.0 installer set up into the extension
-in place (see install.py). ``sql/released/`` keeps the built install scripts of later releases, so
-that a database can still be created at one and updated (see sql/README.md).
+update scripts from one released version to the next, as written (append-only), and ``sql/released/``
+the built install scripts of past releases, so that a database can still be created at one and
+updated (see sql/README.md). 0.2.0 is the first version.
 
 The files are a function of the sources alone: any checkout of one version writes the same bytes,
 so installers of several checkouts may share one extension directory.
@@ -24,7 +21,6 @@ from .sqlfiles import sql_dir
 
 NAME = "pgml_trigger"
 CONCERNS = ("runtime", "catalog", "resolution", "scoring", "triggers", "replication", "observability", "access")
-LEDGER_VERSION = "0.1.0"  # what the migration ledger installed; CREATE EXTENSION ... VERSION '0.1.0' makes the same
 # Where the installer records the server's Python environment for databases that set none (read by
 # pgml_trigger._python_path(), in sql/runtime.sql).
 DEFAULT_PYTHON_PATH_FILE = f"{NAME}.python_path"
@@ -53,24 +49,11 @@ def install_script() -> str:
     return "\n".join(parts)
 
 
-def ledger_migrations() -> list[tuple[str, str]]:
-    """(version, sql text) of every ledger migration, in the order they apply."""
-    return [(path.stem, path.read_text(encoding="utf-8"))
-            for path in sorted((sql_dir() / "ledger").glob("[0-9]*.sql"))]
-
-
 def files() -> dict[str, str]:
     """File name -> contents, for the extension directory."""
-    ledger = [_generated("sql/ledger/0001_core.sql ... 0008_provenance.sql")]
-    ledger += [f"-- {version}\n{text}" for version, text in ledger_migrations()]
     built = {
         f"{NAME}.control": control(),
         f"{NAME}--{__version__}.sql": install_script(),
-        f"{NAME}--{LEDGER_VERSION}.sql": "\n".join(ledger),
-        f"{NAME}--ledger.sql": _generated("sql/ledger/adopt.sql")
-        + (sql_dir() / "ledger" / "adopt.sql").read_text(encoding="utf-8"),
-        f"{NAME}--ledger--{LEDGER_VERSION}.sql": _generated("nothing")
-        + "-- A converted ledger installation is 0.1.0 (sql/ledger/adopt.sql).\n",
     }
     for path in sorted((sql_dir() / "updates").glob(f"{NAME}--*--*.sql")):
         built[path.name] = _GUARD + path.read_text(encoding="utf-8")

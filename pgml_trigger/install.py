@@ -8,9 +8,7 @@ run again at any time. In order, it:
 2. writes the extension's files (pgml_trigger/extension.py) into the server's extension directory,
    ``pg_config --sharedir``/extension;
 3. in the database, under an advisory lock: ``CREATE EXTENSION pgml_trigger``, or ``ALTER EXTENSION
-   pgml_trigger UPDATE`` when an older version is there, or, for a database the 0.1.0 installer's
-   migration ledger set up, applies the ledger migrations it lacks and converts it into the
-   extension in place (sql/ledger/adopt.sql). Schema first: updates only add, so backends still
+   pgml_trigger UPDATE`` when an older version is there. Schema first: updates only add, so backends still
    running the old package keep working while the environment is replaced, and the new package
    finds the schema it needs;
 4. asks PL/Python which interpreter it embeds and builds a virtual environment with that same
@@ -27,7 +25,6 @@ Needs only psycopg in the installing process; scikit-learn and friends go into t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -58,7 +55,7 @@ class InstallReport:
     interpreter: str
     python_path: str
     extension_version: str
-    action: str  # created, updated from X, converted from the ledger, already current
+    action: str  # created, updated from X, already current
     extension_dir: str | None  # where the extension's files were written; None: not by this install
     smoke_version: str
 
@@ -134,54 +131,21 @@ def write_extension_files(extension_dir: Path, log=print) -> None:
 
 
 def create_or_update(conn, log=print) -> str:
-    """CREATE EXTENSION, ALTER EXTENSION ... UPDATE, or convert a ledger installation; what was done."""
+    """CREATE EXTENSION or ALTER EXTENSION ... UPDATE; what was done."""
     with conn.transaction():
         conn.execute(query("install_lock"))
-        version, ledger = conn.execute(query("install_state")).fetchone()
+        version = conn.execute(query("install_state")).fetchone()[0]
         if version == __version__:
             action = f"pgml_trigger {version} already installed"
         elif version is not None:
             conn.execute(query("install_update"))
             action = f"updated pgml_trigger {version} to {__version__}"
-        elif ledger:
-            migrate(conn, log)
-            conn.execute(query("install_convert"))
-            action = f"converted the migration ledger's installation into the extension pgml_trigger {__version__}"
         else:
             conn.execute(query("install_create"))
             action = f"created the extension pgml_trigger {__version__}"
         conn.execute(query("install_rewrite"))
     log(action)
     return action
-
-
-def migrate(conn, log=print, through: str | None = None) -> tuple[list[str], list[str]]:
-    """Apply pending ledger migrations (sql/ledger/) in one transaction; refuse any applied one whose text changed.
-
-    How 0.1.0 installed, kept to bring a ledger installation to its last migration before it becomes
-    the extension, and for tests that stand up such an installation. ``through`` stops after that migration.
-    """
-    applied, skipped = [], []
-    with conn.transaction():
-        conn.execute(query("install_ledger_lock"))
-        conn.execute(query("install_ledger"))
-        done = dict(conn.execute(query("install_applied")).fetchall())
-        for version, text in extension.ledger_migrations():
-            if through is not None and version > through:
-                break
-            checksum = hashlib.sha256(text.encode()).hexdigest()
-            if version in done:
-                if done[version] != checksum:
-                    raise InstallError(f"migration {version} was applied with checksum {done[version]}, but "
-                                       f"sql/ledger/{version}.sql now has checksum {checksum}",
-                                       hint="never edit an applied migration")
-                skipped.append(version)
-                continue
-            conn.execute(text)
-            conn.execute(query("install_record"), {"version": version, "checksum": checksum})
-            applied.append(version)
-    log(f"ledger migrations applied: {', '.join(applied) or 'none'}; already present: {', '.join(skipped) or 'none'}")
-    return applied, skipped
 
 
 def _check_server(conn, allow_apt: bool, log) -> dict:

@@ -5,8 +5,7 @@ payloads, a sha256 of that row, and the size of each payload), then the payload'
 compiled payload's bytes. The payloads travel in binary, a chunk at a time: never as hex text, which
 is twice their size and would pass PostgreSQL's 1 GB limit for one value at 512 MiB. Import checks
 the row's and both payloads' checksums before anything is sent; the server checks the payloads
-against its own sha256 columns again. Files of format 1 (0.1.0: the whole row as JSON, bytea in hex)
-still import.
+against its own sha256 columns again.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from .errors import ModelCorrupted, PgmlTriggerError
 from .sqlfiles import query
 
 FILE_FORMAT = "pgml_trigger-model-export/2"
-_FORMAT_1 = "pgml_trigger-model-export/1"
 PAYLOADS = {"payload": "sha256", "compiled_payload": "compiled_sha256"}  # column -> its checksum column
 CHUNK_BYTES = 32 * 1024 * 1024
 # Set by the server on insert: an import is a new version of its name, made by whoever imports it.
@@ -56,16 +54,13 @@ def import_model(conn, path: Path) -> tuple[str, int, int]:
             header = json.loads(source.readline())
         except ValueError:
             raise PgmlTriggerError(f"{path} is not a pgml_trigger model export") from None
-        if header.get("format") not in (FILE_FORMAT, _FORMAT_1):
+        if header.get("format") != FILE_FORMAT:
             raise PgmlTriggerError(f"{path} is not a pgml_trigger model export")
         body = header["row"]
         if hashlib.sha256(body.encode()).hexdigest() != header["row_sha256"]:
             raise ModelCorrupted(f"{path} is damaged: its contents do not match the checksum written with them")
         row = json.loads(body)
-        if header["format"] == _FORMAT_1:
-            payloads = {column: _from_hex(row.pop(column, None)) for column in PAYLOADS}
-        else:
-            payloads = {column: _read(source, header["payload_bytes"][column], path) for column in PAYLOADS}
+        payloads = {column: _read(source, header["payload_bytes"][column], path) for column in PAYLOADS}
     for column, checksum in PAYLOADS.items():
         if payloads[column] is not None and hashlib.sha256(payloads[column]).hexdigest() != row[checksum]:
             raise ModelCorrupted(f"{path} is damaged: its {column.replace('_', ' ')} does not match its sha256")
@@ -96,7 +91,3 @@ def _read(source, size: int | None, path: Path) -> bytearray | None:
             raise ModelCorrupted(f"{path} is damaged: it ends {size - len(data)} bytes into a payload")
         data += chunk
     return data
-
-
-def _from_hex(value: str | None) -> bytes | None:
-    return bytes.fromhex(value[2:]) if value is not None else None

@@ -4,7 +4,7 @@
 unless told to detach them (their tables and rows stay; only the triggers go), where DROP EXTENSION
 would refuse too, or with CASCADE take the triggers without saying which. Models, aliases and history
 go with the extension, then the schema (not a member: CREATE EXTENSION made it for the control file).
-A database the 0.1.0 installer set up (no extension) loses the same objects. The extension's files and
+The extension's files and
 the server's Python environment stay, for the host's other databases; the environment goes only on
 request.
 """

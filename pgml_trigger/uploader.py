@@ -303,18 +303,17 @@ def _store(conn, params: dict, alias: str | None, probe: list[dict] | None, stag
         send.done()
         if alias is not None:
             conn.execute(query("upload_alias"), {"name": params["name"], "alias": alias, "version": version})
-        if conn.execute(query("upload_can_check")).fetchone()[0]:
-            # The server loads the new version as predict() would and scores the rows, before anything commits:
-            # a version it cannot score (a library or module it lacks, an untrusted type) is never stored.
-            try:
-                with stages("server check"):
-                    conn.execute(query("upload_check"), {"name": params["name"], "version": version,
-                                                         "rows": Jsonb(probe) if probe is not None else None})
-            except psycopg.Error as exc:
-                diag = exc.diag
-                reason = (diag.message_primary or str(exc)).removeprefix("pgml_trigger: ")
-                raise UploadRefused(f"upload of {params['name']} refused: this server cannot score the new version: "
-                                    f"{reason}", sqlstate=diag.sqlstate, hint=diag.message_hint) from None
+        # The server loads the new version as predict() would and scores the rows, before anything commits:
+        # a version it cannot score (a library or module it lacks, an untrusted type) is never stored.
+        try:
+            with stages("server check"):
+                conn.execute(query("upload_check"), {"name": params["name"], "version": version,
+                                                     "rows": Jsonb(probe) if probe is not None else None})
+        except psycopg.Error as exc:
+            diag = exc.diag
+            reason = (diag.message_primary or str(exc)).removeprefix("pgml_trigger: ")
+            raise UploadRefused(f"upload of {params['name']} refused: this server cannot score the new version: "
+                                f"{reason}", sqlstate=diag.sqlstate, hint=diag.message_hint) from None
         committing = stages.start("commit")  # the end of the upload's transaction, just below
     committing.done()
     return version

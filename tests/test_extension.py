@@ -1,20 +1,18 @@
-"""pgml_trigger as a PostgreSQL extension: CREATE/ALTER/DROP EXTENSION, upgrades, conversion of a
-ledger installation, and dumps that restore and keep scoring."""
+"""pgml_trigger as a PostgreSQL extension: CREATE/DROP EXTENSION, the installer run again, and dumps that
+restore and keep scoring."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
 import trained
-from dumps import dump, member_schema, psql, restore
+from dumps import dump, psql, restore
 from psycopg import sql
 from sklearn.linear_model import Ridge
 from tables import copy_rows, create_table
 
 from pgml_trigger import __version__, upload
-from pgml_trigger.install import install, migrate
 
-LEDGER = ("0001_core", "0007_linear_triggers", "0008_provenance")
 QUIET = {"log": lambda message: None}
 
 # What a restored or converted database must still hold, row for row.
@@ -63,31 +61,6 @@ def test_drop_extension_refuses_attached_triggers_unless_cascade(conn):
     assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'accounts'::regclass").fetchone()[0] == 0
     left = conn.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgml_trigger'::regnamespace").fetchone()
     assert left[0] == 0
-
-
-def _schema(dsn: str) -> tuple[list[str], list[str]]:
-    with psycopg.connect(dsn) as conn:
-        dumped = conn.execute("SELECT array(SELECT unnest(extconfig)::regclass::text ORDER BY 1), extcondition "
-                              "FROM pg_extension WHERE extname = 'pgml_trigger'").fetchone()
-    return dumped, member_schema(dsn)
-
-
-def test_fresh_updated_and_converted_databases_have_one_schema(new_database):
-    fresh, updated, converted = (new_database(installed_copy=False) for _ in range(3))
-    with psycopg.connect(fresh, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pgml_trigger CASCADE")
-    with psycopg.connect(updated, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pgml_trigger VERSION '0.1.0' CASCADE")
-        conn.execute("ALTER EXTENSION pgml_trigger UPDATE")
-    with psycopg.connect(converted, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION plpython3u")
-        migrate(conn, **QUIET)
-        conn.execute("CREATE EXTENSION pgml_trigger VERSION 'ledger'")
-        conn.execute("ALTER EXTENSION pgml_trigger UPDATE")
-    expected = _schema(fresh)
-    assert len(expected[1]) > 500
-    assert _schema(updated) == expected
-    assert _schema(converted) == expected
 
 
 def _scored_database(conn) -> tuple:
@@ -189,65 +162,3 @@ def test_a_missing_environment_is_one_clean_error(dsn, conn, connect):
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as again:  # looks again, says the same
         session.execute("SELECT pgml_trigger.version()")
     assert again.value.diag.message_primary == diagnostic.message_primary
-
-
-@pytest.mark.parametrize("through", LEDGER)
-def test_a_ledger_installation_becomes_the_extension_in_place(installed, new_database, through):
-    """Models, aliases, attachments and scored rows made by the 0.1.0 installer survive and keep scoring."""
-    dsn = new_database(installed_copy=False)
-    X, y = trained.diabetes()
-    models = [Ridge(alpha=alpha).fit(X, y) for alpha in (0.3, 3.0)]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION plpython3u")
-        conn.execute(sql.SQL("ALTER DATABASE {} SET pgml_trigger.python_path = {}").format(
-            sql.Identifier(conn.info.dbname), sql.Literal(installed.python_path)))
-        migrate(conn, through=through, **QUIET)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        upload(conn, "churn", models[0], alias="production")
-        upload(conn, "churn", models[1])
-        create_table(conn, "accounts", X, extra={"risk": "float8", "risk_logged": "float8"})
-        conn.execute("SELECT pgml_trigger.attach('accounts', 'churn', 'risk')")
-        conn.execute("SELECT pgml_trigger.attach('accounts', 'churn@2', 'risk_logged')")
-        if through != LEDGER[0]:  # the server runs the current package, which scores on 0007's schema and later
-            copy_rows(conn, "accounts", X.iloc[:5])
-        before = contents(dsn, ("models", "aliases", "attachments", "rows"))  # 0001 has no history, no log
-        scored = [risk for _, risk, _ in before["rows"]]
-        assert scored == pytest.approx(list(models[0].predict(X.iloc[:len(scored)])) if scored else [], rel=1e-9)
-
-    report = install(dsn, python_path=installed.python_path, default_path=False, **QUIET)
-    assert report.action.startswith("converted the migration ledger's installation into the extension")
-    assert contents(dsn, tuple(before)) == before
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pgml_trigger'").fetchone()[0] == (
-            __version__)
-        assert conn.execute("SELECT to_regclass('pgml_trigger.migrations')").fetchone()[0] is None
-        depends = conn.execute("SELECT count(*) FROM pg_depend WHERE deptype = 'x' AND objid IN "
-                               "('pgml_trigger.score_1()'::regprocedure, 'pgml_trigger.score_2()'::regprocedure)")
-        assert depends.fetchone()[0] == 2
-    _still_scores(dsn, X, models)
-
-
-def test_the_installer_updates_an_older_extension_with_its_attachments(installed, new_database):
-    dsn = new_database(installed_copy=False)
-    X, y = trained.diabetes()
-    models = [Ridge(alpha=alpha).fit(X, y) for alpha in (0.3, 3.0)]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION pgml_trigger VERSION '0.1.0' CASCADE")
-        conn.execute(sql.SQL("ALTER DATABASE {} SET pgml_trigger.python_path = {}").format(  # 0.1.0 has no default
-            sql.Identifier(conn.info.dbname), sql.Literal(installed.python_path)))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        upload(conn, "churn", models[0], alias="production")
-        upload(conn, "churn", models[1])
-        create_table(conn, "accounts", X, extra={"risk": "float8", "risk_logged": "float8"})
-        conn.execute("SELECT pgml_trigger.attach('accounts', 'churn', 'risk')")
-        conn.execute("SELECT pgml_trigger.attach('accounts', 'churn@2', 'risk_logged', log => true)")
-        copy_rows(conn, "accounts", X.iloc[:5])
-    before = contents(dsn)
-
-    report = install(dsn, python_path=installed.python_path, default_path=False, **QUIET)
-    assert report.action == f"updated pgml_trigger 0.1.0 to {__version__}"
-    assert contents(dsn) == before
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.DependentObjectsStillExist):
-            conn.execute("DROP EXTENSION pgml_trigger")
-    _still_scores(dsn, X, models)
