@@ -63,7 +63,7 @@ def train():
 
 def run(conn, dsn: str, name: str, forest, X: np.ndarray, small: str) -> dict:
     from pgml_trigger import formats, upload
-    from pgml_trigger.compile import RTOL
+    from pgml_trigger.uploader.compile import RTOL
 
     stages = {}
     started = time.perf_counter()

@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import psycopg
 
-    from pgml_trigger.install import install
+    from pgml_trigger.admin.install import install
+    from pgml_trigger.admin.replicate import replicate
     from pgml_trigger.localcluster import LocalCluster
-    from pgml_trigger.replicate import replicate
 
     registry, *shards = clusters = [LocalCluster(settings={"wal_level": "logical"}).start(),
                                     LocalCluster().start(), LocalCluster().start()]

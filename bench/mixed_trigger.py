@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     from pgml_trigger import upload
-    from pgml_trigger.install import install
+    from pgml_trigger.admin.install import install
     from pgml_trigger.localcluster import LocalCluster
 
     model, frame = _train()

@@ -8,7 +8,7 @@ Starts a throwaway PostgreSQL (LocalCluster), installs pgml_trigger into it,
 uploads three breast-cancer classifiers (StandardScaler+LogisticRegression,
 a 100-tree RandomForest, a HistGradientBoosting) fitted on numpy arrays, and
 measures, one model at a time (the per-row and trigger figures also for a
-100-tree XGBoost and a 100-tree LightGBM classifier, pgml_trigger/frameworks/):
+100-tree XGBoost and a 100-tree LightGBM classifier, pgml_trigger/uploader/frameworks/):
 
 * per row: ``SELECT predict(...)`` over a table against a plain PL/Python
   function that unpickles the same joblib payload into GD and calls
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import psycopg
 
-    from pgml_trigger.install import install
+    from pgml_trigger.admin.install import install
     from pgml_trigger.localcluster import LocalCluster
 
     models, X = _train()
@@ -156,7 +156,7 @@ def _section_only(args, section: str, measure, report) -> int:
     from sklearn.ensemble import RandomForestClassifier
 
     from pgml_trigger import upload
-    from pgml_trigger.install import install
+    from pgml_trigger.admin.install import install
     from pgml_trigger.localcluster import LocalCluster
 
     X, y = load_breast_cancer(return_X_y=True)

@@ -15,7 +15,7 @@ __all__ = ["__version__", "upload"]
 
 def __getattr__(name: str):
     if name == "upload":
-        from .uploader import upload
+        from .uploader.upload import upload
 
         return upload
     raise AttributeError(f"module 'pgml_trigger' has no attribute {name!r}")

@@ -101,13 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "install":
-            from .install import install
+            from .admin.install import install
 
             install(args.dsn, venv=args.venv, python_path=args.python_path, source=args.source,
                     allow_apt=not args.no_apt, default_path=not args.no_default_path,
                     host_files=not args.no_host_files, with_libraries=args.with_libraries)
         elif args.command == "uninstall":
-            from .uninstall import uninstall
+            from .admin.uninstall import uninstall
 
             uninstall(args.dsn, detach=args.detach, remove_environment=args.remove_environment)
         elif args.command == "upload":
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             import psycopg
 
-            from .status import status
+            from .admin.status import status
 
             with psycopg.connect(args.dsn, autocommit=True) as conn:
                 status(conn)
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "score":
             return _score(args)
         elif args.command == "replicate":
-            from .replicate import replicate
+            from .admin.replicate import replicate
 
             replicate(args.registry, args.targets, dry_run=args.dry_run)
         elif args.command == "demo":
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _score(args) -> int:
-    from .replicate import describe_dsn
-    from .score_servers import score_servers
+    from .admin.replicate import describe_dsn
+    from .admin.score_servers import score_servers
 
     features = args.features.split(",") if args.features else None
     outcomes = score_servers(args.dsns, args.model, args.table, args.column, features=features,
@@ -157,7 +157,7 @@ def _score(args) -> int:
 def _transfer(args) -> None:
     import psycopg
 
-    from .transfer import export_model, import_model
+    from .admin.transfer import export_model, import_model
 
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         if args.command == "export":
@@ -170,8 +170,8 @@ def _transfer(args) -> None:
 
 def _upload(args) -> int:
     from . import formats
-    from .mlflow_source import is_mlflow_source
-    from .uploader import upload
+    from .uploader.mlflow_source import is_mlflow_source
+    from .uploader.upload import upload
 
     file = Path(args.file)
     suffix = file.suffix.lower()

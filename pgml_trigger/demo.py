@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from .install import install
+from .admin.install import install
 from .localcluster import LocalCluster
 from .sqlfiles import query
 
@@ -34,7 +34,7 @@ def _demo(dsn: str) -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .uploader import upload
+    from .uploader.upload import upload
 
     install(dsn, log=lambda message: print(f"  install: {message}"))
 

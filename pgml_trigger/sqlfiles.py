@@ -1,7 +1,7 @@
 """Load the SQL that Python runs from .sql files, read once and cached.
 
 Queries live in pgml_trigger/queries/<name>.sql; the extension's schema lives in the top-level sql/
-directory (pgml_trigger/extension.py builds the extension's files from it; inside the wheel it is
+directory (pgml_trigger/admin/extension.py builds the extension's files from it; inside the wheel it is
 shipped as pgml_trigger/sql/).
 """
 

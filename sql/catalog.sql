@@ -25,7 +25,7 @@ CREATE TABLE pgml_trigger.models (
     created_at      timestamptz NOT NULL DEFAULT now(),
     created_by      text        NOT NULL DEFAULT current_user,
     -- The compiled payload: an ONNX graph the uploader converted from the joblib payload and checked
-    -- against it (pgml_trigger/compile.py). The server scores with it when it is there.
+    -- against it (pgml_trigger/uploader/compile.py). The server scores with it when it is there.
     compiled_format  text,
     compiled_payload bytea,
     compiled_sha256  text,
@@ -83,7 +83,7 @@ COMMENT ON COLUMN pgml_trigger.models.training_profile IS
 COMMENT ON COLUMN pgml_trigger.models.payload_hmac IS
     'HMAC-SHA256 of format, sha256 and compiled_sha256 under the database''s key (pgml_trigger.hmac_key_file)';
 COMMENT ON COLUMN pgml_trigger.models.linear_form IS
-    'a linear model as scaled SQL arithmetic for row triggers (pgml_trigger/linear.py), with its agreement';
+    'a linear model as scaled SQL arithmetic for row triggers (pgml_trigger/uploader/linear.py), with its agreement';
 COMMENT ON COLUMN pgml_trigger.models.library_versions IS
     'versions of the model libraries besides scikit-learn that loading the payload needs, e.g. {"xgboost": "2.1.3"}';
 COMMENT ON COLUMN pgml_trigger.models.source_uri IS 'where the model was read from: an MLflow models:/ or runs:/ URI, a path';

@@ -1,5 +1,5 @@
 -- pgml_trigger across servers: one registry database publishes its catalog (models, aliases, alias
--- history) by logical replication, and scoring databases subscribe to it (pgml_trigger/replicate.py).
+-- history) by logical replication, and scoring databases subscribe to it (pgml_trigger/admin/replicate.py).
 --
 -- A subscription's apply worker runs with session_replication_role = replica: triggers in their default
 -- state do not fire there, and of the rest only row-level ones do. So each catalog trigger that keeps

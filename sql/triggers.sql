@@ -446,7 +446,7 @@ COMMENT ON FUNCTION pgml_trigger.detach(regclass, text) IS 'remove the scoring t
 -- Row triggers that score linear models as SQL arithmetic.
 --
 -- A row trigger that calls into PL/Python costs several microseconds a row before the model does
--- anything. For a version with a linear_form (pgml_trigger/linear.py: scalers folded into one intercept
+-- anything. For a version with a linear_form (pgml_trigger/uploader/linear.py: scalers folded into one intercept
 -- and one row of coefficients per decision, scaled so that no product can underflow), the generated
 -- trigger computes the prediction itself, and calls the Python path only for the rows the arithmetic
 -- cannot take: a NULL, NaN, infinite or huge feature, which then meet the missing-value policy and the
@@ -579,7 +579,7 @@ $body$, array_to_string(new_values, ', '), array_to_string(old_values, ', '), a.
                          outputs[cardinality(outputs)]);
     END IF;
     RETURN format($body$
--- %1$s@%2$s as SQL arithmetic (pgml_trigger/linear.py); the Python path scores the rows it cannot take.
+-- %1$s@%2$s as SQL arithmetic (pgml_trigger/uploader/linear.py); the Python path scores the rows it cannot take.
 DECLARE
     %3$s
 BEGIN

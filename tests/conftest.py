@@ -23,8 +23,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgml_trigger import extension
-from pgml_trigger.install import InstallReport, install
+from pgml_trigger.admin import extension
+from pgml_trigger.admin.install import InstallReport, install
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = "pgml_trigger_template"

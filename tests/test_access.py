@@ -18,7 +18,7 @@ from psycopg import sql
 
 import pgml_trigger
 from pgml_trigger import upload
-from pgml_trigger.linear import ATOL, RTOL
+from pgml_trigger.uploader.linear import ATOL, RTOL
 
 _serial = itertools.count()
 

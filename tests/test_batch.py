@@ -12,7 +12,7 @@ from tables import load_table
 from threadpoolctl import threadpool_limits
 
 from pgml_trigger import upload
-from pgml_trigger.compile import ATOL, RTOL
+from pgml_trigger.uploader.compile import ATOL, RTOL
 
 
 def _offline(model, frame) -> list[float]:

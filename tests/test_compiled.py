@@ -14,7 +14,7 @@ from sklearn.preprocessing import FunctionTransformer
 from tables import load_table
 
 from pgml_trigger import upload
-from pgml_trigger.compile import ATOL, RTOL
+from pgml_trigger.uploader.compile import ATOL, RTOL
 
 
 def _path(conn, name: str) -> tuple[str, dict]:

@@ -8,7 +8,7 @@ version that scored it must be the one live (where 'production' pointed) at
 some generation the admin session committed between the two reads. Every
 version predicts ``1000 * version + x + 2 y``, so a score tells which
 version made it; it must equal that version's offline prediction (within
-the tolerance of the trigger's SQL arithmetic, pgml_trigger/linear.py), and
+the tolerance of the trigger's SQL arithmetic, pgml_trigger/uploader/linear.py), and
 all rows of one INSERT are scored by one version.
 """
 
@@ -25,7 +25,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 
 from pgml_trigger import upload
-from pgml_trigger.linear import ATOL, RTOL
+from pgml_trigger.uploader.linear import ATOL, RTOL
 
 SESSIONS = 8
 SECONDS = 30

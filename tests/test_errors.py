@@ -10,7 +10,7 @@ import trained
 from tables import create_table
 
 from pgml_trigger import upload
-from pgml_trigger.compile import ATOL, RTOL
+from pgml_trigger.uploader.compile import ATOL, RTOL
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import re
 import pytest
 import trained
 
-from pgml_trigger.describe import describe
 from pgml_trigger.errors import (
     FeatureCountMismatch,
     FeatureMissing,
@@ -25,6 +24,7 @@ from pgml_trigger.server.features import (
     from_typed_arrays,
     matrix_from_mappings,
 )
+from pgml_trigger.uploader.describe import describe
 
 NUMERIC = FeatureSchema(names=("a", "b"), types=(NUMBER, NUMBER), accepts_nan=False, input_kind="array")
 NAN_OK = FeatureSchema(names=("a", "b"), types=(NUMBER, NUMBER), accepts_nan=True, input_kind="array")

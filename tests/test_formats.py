@@ -24,9 +24,9 @@ from sklearn.preprocessing import FunctionTransformer
 from tables import load_table
 
 from pgml_trigger import formats, upload
-from pgml_trigger.compile import ATOL, RTOL
+from pgml_trigger.admin.transfer import export_model, import_model
 from pgml_trigger.errors import InvalidModel, UploadRefused
-from pgml_trigger.transfer import export_model, import_model
+from pgml_trigger.uploader.compile import ATOL, RTOL
 
 
 def _set_database(conn, setting: str, value: str) -> None:

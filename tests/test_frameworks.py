@@ -1,4 +1,4 @@
-"""XGBoost, LightGBM and CatBoost models (pgml_trigger/frameworks/), and uploads the server cannot score.
+"""XGBoost, LightGBM and CatBoost models (pgml_trigger/uploader/frameworks/), and uploads the server cannot score.
 
 Each model is scored in the database every way there is (predict, predict_label, predict_proba,
 predict_batch, row and statement triggers) and compared with the library's own predictions: the same
@@ -25,11 +25,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from tables import copy_rows, create_table, load_table
 
-from pgml_trigger import frameworks, upload
+from pgml_trigger import upload
+from pgml_trigger.admin.install import model_libraries
 from pgml_trigger.cli import build_parser
-from pgml_trigger.compile import ATOL, RTOL
 from pgml_trigger.errors import InvalidModel, UploadRefused
-from pgml_trigger.install import model_libraries
+from pgml_trigger.libraries import MODEL_LIBRARIES
+from pgml_trigger.uploader import frameworks
+from pgml_trigger.uploader.compile import ATOL, RTOL
 
 xgboost = pytest.importorskip("xgboost")
 lightgbm = pytest.importorskip("lightgbm")
@@ -161,7 +163,7 @@ def test_frameworks_are_found_by_the_library_of_the_last_step():
     assert frameworks.for_model(trained.lgbm_booster_breast_cancer()).name == "lightgbm"
     assert frameworks.for_model(trained.catboost_regressor()).name == "catboost"
     assert frameworks.for_model(trained.linear_breast_cancer()).name == "sklearn"
-    assert frameworks.libraries() == ("xgboost", "lightgbm", "catboost")
+    assert tuple(framework.library for framework in frameworks.frameworks() if framework.library) == MODEL_LIBRARIES
 
 
 def test_native_path_scores_with_the_library_in_the_server(conn):

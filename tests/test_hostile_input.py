@@ -26,7 +26,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import threadpool_limits
 
-from pgml_trigger import linear, upload
+from pgml_trigger import upload
+from pgml_trigger.uploader import linear
 
 EXAMPLES = 200
 HOSTILE_TABLE = 'x"; DROP TABLE t; --'

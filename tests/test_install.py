@@ -6,8 +6,8 @@ import psycopg
 import pytest
 
 from pgml_trigger import __version__
+from pgml_trigger.admin.install import install
 from pgml_trigger.errors import InstallError
-from pgml_trigger.install import install
 
 
 def test_installed_database_answers_version_from_plpython(conn, installed):

@@ -11,7 +11,7 @@ import trained
 from dumps import dump, restore
 
 from pgml_trigger import formats, upload
-from pgml_trigger.transfer import export_model, import_model
+from pgml_trigger.admin.transfer import export_model, import_model
 
 DOCTOR = "SELECT name, version, loads, error, verdict FROM pgml_trigger.doctor() ORDER BY name, version"
 

@@ -14,9 +14,9 @@ from sklearn.linear_model import Ridge
 from tables import copy_rows, create_table
 
 from pgml_trigger import upload
+from pgml_trigger.admin.transfer import export_model, import_model
+from pgml_trigger.admin.uninstall import uninstall
 from pgml_trigger.errors import InstallError, ModelCorrupted
-from pgml_trigger.transfer import export_model, import_model
-from pgml_trigger.uninstall import uninstall
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Row triggers that compute linear models as SQL arithmetic (sql/triggers.sql, pgml_trigger/linear.py).
+"""Row triggers that compute linear models as SQL arithmetic (sql/triggers.sql, pgml_trigger/uploader/linear.py).
 
 The trigger writes the same labels as the model's offline predict(), and
 regression values within linear.RTOL/ATOL of it; rows the arithmetic cannot
@@ -21,7 +21,7 @@ from sklearn.svm import LinearSVC
 from tables import copy_rows, create_table, load_table
 
 from pgml_trigger import upload
-from pgml_trigger.linear import ATOL, RTOL
+from pgml_trigger.uploader.linear import ATOL, RTOL
 
 
 def _row_trigger_path(conn, name: str, version: int = 1) -> str:

@@ -15,9 +15,10 @@ import pytest
 import trained
 from skl2onnx import to_onnx
 
-from pgml_trigger import mlflow_source, upload
-from pgml_trigger.compile import ATOL, RTOL
+from pgml_trigger import upload
 from pgml_trigger.errors import InvalidModel, MissingExtra
+from pgml_trigger.uploader import mlflow_source
+from pgml_trigger.uploader.compile import ATOL, RTOL
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.models import infer_signature  # noqa: E402
@@ -119,7 +120,7 @@ def test_onnx_flavor_with_a_zipmap_and_the_signature_naming_the_columns(conn, re
 
 def test_xgboost_flavor_uploads_and_scores_by_column_name(conn, registry):
     """MLflow's xgboost flavor gives the XGBoost model itself, with the signature's names; it uploads like any
-    XGBoost model (compiled to ONNX at upload, pgml_trigger/frameworks/xgboost.py)."""
+    XGBoost model (compiled to ONNX at upload, pgml_trigger/uploader/frameworks/xgboost.py)."""
     import xgboost
 
     _, data = trained.iris_text_labels()

@@ -24,8 +24,8 @@ from sklearn.ensemble import RandomForestClassifier
 from tables import copy_rows, create_table, load_table
 
 from pgml_trigger import upload
-from pgml_trigger.compile import ATOL, RTOL
 from pgml_trigger.errors import InvalidModel
+from pgml_trigger.uploader.compile import ATOL, RTOL
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = ROOT / "tests" / "graphs"

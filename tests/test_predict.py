@@ -9,7 +9,7 @@ import trained
 from tables import load_table
 
 from pgml_trigger import upload
-from pgml_trigger.compile import ATOL, RTOL
+from pgml_trigger.uploader.compile import ATOL, RTOL
 
 
 def _as_json(row) -> str:

@@ -22,12 +22,12 @@ from psycopg.types.json import Jsonb
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from pgml_trigger import upload
+from pgml_trigger.admin.install import install
+from pgml_trigger.admin.replicate import replicate
+from pgml_trigger.admin.status import status
 from pgml_trigger.cli import main
 from pgml_trigger.errors import InstallError
-from pgml_trigger.install import install
 from pgml_trigger.localcluster import LocalCluster
-from pgml_trigger.replicate import replicate
-from pgml_trigger.status import status
 
 TEMPLATE = "pgml_trigger_template"
 WAIT_S = 60.0

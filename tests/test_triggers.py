@@ -7,7 +7,8 @@ import pytest
 import trained
 from tables import copy_rows, create_table, load_table
 
-from pgml_trigger import linear, upload
+from pgml_trigger import upload
+from pgml_trigger.uploader import linear
 
 
 @pytest.fixture

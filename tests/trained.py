@@ -80,7 +80,7 @@ def mixed_pipeline():
     return make_pipeline(encode, LinearRegression()).fit(X, y)
 
 
-# --- Gradient-boosting libraries (pgml_trigger/frameworks/): small models, so that the tests stay quick. ---
+# --- Gradient-boosting libraries (pgml_trigger/uploader/frameworks/): small models, so that the tests stay quick. ---
 
 IRIS_NAMES = ["setosa", "versicolor", "virginica"]
 

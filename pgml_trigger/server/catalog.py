@@ -6,8 +6,8 @@ import json
 import sys
 from dataclasses import dataclass
 
+from ..schema import FeatureSchema
 from ..sqlfiles import query
-from .features import FeatureSchema
 
 
 @dataclass(frozen=True)

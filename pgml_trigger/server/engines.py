@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from .features import NUMBER, FeatureSchema
+from ..schema import NUMBER, FeatureSchema
 
 # Class probabilities closer than this are a tie for the compiled path: float32 sums cannot order them
 # (a 20-tree forest's 10/20 comes out as 0.49999994 against 0.50000006), and scikit-learn, computing

@@ -13,11 +13,7 @@ missing-value policy:
 from __future__ import annotations
 
 import math
-import operator
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
 from itertools import chain
 
 import numpy as np
@@ -30,37 +26,10 @@ from ..errors import (
     FeatureTypeMismatch,
     PgmlTriggerError,
 )
+from ..schema import NUMBER, FeatureSchema
 
-NUMBER = "number"
-STRING = "string"
 _NAMED = 5  # missing features an error names before it counts the rest
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}  # how to_jsonb() writes them
-
-
-@dataclass(frozen=True)
-class FeatureSchema:
-    names: tuple[str, ...]
-    types: tuple[str, ...]  # NUMBER or STRING, one per name
-    accepts_nan: bool
-    input_kind: str  # "array": a float64 matrix; "frame": a DataFrame with the fitted column names
-
-    @cached_property
-    def string_features(self) -> list[str]:
-        return [name for name, kind in zip(self.names, self.types) if kind == STRING]
-
-    @cached_property
-    def values_by_name(self) -> Callable[[dict], tuple]:
-        """The values of the features, in model order, from a mapping (KeyError when one is missing)."""
-        getter = operator.itemgetter(*self.names)
-        return getter if len(self.names) > 1 else lambda mapping: (getter(mapping),)
-
-    @cached_property
-    def merge_by_kind(self) -> Callable[[list], list]:
-        """The row in model order from its numeric values followed by its text values, each in model order."""
-        by_kind = [p for p, kind in enumerate(self.types) if kind != STRING] + \
-                  [p for p, kind in enumerate(self.types) if kind == STRING]
-        getter = operator.itemgetter(*sorted(range(len(by_kind)), key=by_kind.__getitem__))
-        return (lambda values: list(getter(values))) if len(by_kind) > 1 else list
 
 
 def from_positional(schema: FeatureSchema, values: list, model_label: str, columns=None):

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import InvalidModel
-from .features import NUMBER, STRING
+from ..schema import NUMBER, STRING
 
 # onnx.TensorProto element types: FLOAT = 1, INT64 = 7, STRING = 8, DOUBLE = 11.
 FLOAT_TYPES = {1, 11}

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ModelRejectedInput, WrongModelKind
+from ..schema import FeatureSchema, is_number
 from .engines import REJECTED_INPUT, OnnxEngine, SklearnEngine
-from .features import FeatureSchema
 
 
 @dataclass
@@ -133,9 +133,6 @@ class LoadedModel:
         return result
 
 
-def is_number(label) -> bool:
-    """Whether a class label can be written to a numeric column (what the Python path and linear.py agree on)."""
-    return isinstance(label, (int, float)) and not (isinstance(label, float) and math.isnan(label))
 
 
 def _preview_classes(classes: list) -> str:

@@ -15,9 +15,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from . import __version__
-from .errors import ModelCorrupted, PgmlTriggerError
-from .sqlfiles import query
+from .. import __version__
+from ..errors import ModelCorrupted, PgmlTriggerError
+from ..sqlfiles import query
 
 FILE_FORMAT = "pgml_trigger-model-export/2"
 PAYLOADS = {"payload": "sha256", "compiled_payload": "compiled_sha256"}  # column -> its checksum column

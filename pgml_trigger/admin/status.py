@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .sqlfiles import query
+from ..sqlfiles import query
 
 
 def status(conn, out=print) -> None:

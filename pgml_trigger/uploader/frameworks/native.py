@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import InvalidModel
+from ...schema import NUMBER, FeatureSchema
 from ..describe import ModelInfo
-from ..errors import InvalidModel
-from ..server.features import NUMBER, FeatureSchema
 
 
 class NativeModel:

@@ -5,7 +5,7 @@ run again at any time. In order, it:
 
 1. checks the server (13 or newer, plpython3u available; installs the OS package when run as root on
    the database host with apt);
-2. writes the extension's files (pgml_trigger/extension.py) into the server's extension directory,
+2. writes the extension's files (pgml_trigger/admin/extension.py) into the server's extension directory,
    ``pg_config --sharedir``/extension;
 3. in the database, under an advisory lock: ``CREATE EXTENSION pgml_trigger``, or ``ALTER EXTENSION
    pgml_trigger UPDATE`` when an older version is there. Schema first: updates only add, so backends still
@@ -35,9 +35,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__, extension
-from .errors import InstallError
-from .sqlfiles import query
+from .. import __version__
+from ..errors import InstallError
+from ..libraries import MODEL_LIBRARIES
+from ..sqlfiles import query
+from . import extension
 
 MIN_SERVER_VERSION = 130000
 # Server-side copies of these are pinned to the installing process's versions
@@ -45,8 +47,8 @@ MIN_SERVER_VERSION = 130000
 # converted here run on the same onnxruntime that checked them at upload).
 PINNED_LIBRARIES = ("numpy", "scipy", "scikit-learn", "joblib", "pandas", "threadpoolctl",
                     "onnxruntime", "skl2onnx", "onnx", "protobuf", "skops",
-                    # the model libraries (pgml_trigger/frameworks/), where --with puts them into the environment
-                    "xgboost", "lightgbm", "catboost")
+                    # the model libraries, where --with puts them into the environment
+                    *MODEL_LIBRARIES)
 
 
 @dataclass
@@ -68,7 +70,7 @@ def default_venv_dir(python_version: str) -> Path:
 
 def project_root() -> Path | None:
     """The source tree this package was imported from, if it was (a checkout or editable install)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "pyproject.toml").exists() else None
 
 
@@ -200,9 +202,7 @@ def _interpreter(probe: dict) -> Path:
 
 def model_libraries(requested: list[str] | None) -> list[str]:
     """The model libraries to install into the server's environment (see install())."""
-    from .frameworks import libraries
-
-    known = libraries()
+    known = MODEL_LIBRARIES
     if requested is None:
         return [name for name in known if name in _local_versions()]
     unknown = [name for name in requested if name not in known]

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidModel
-from .server.features import NUMBER, STRING, FeatureSchema
+from ..errors import InvalidModel
+from ..schema import NUMBER, STRING, FeatureSchema
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
     operator's labels, as skl2onnx and onnxmltools write them), else, for a graph that gives only
     class scores (torch.onnx), the column indexes 0..n_classes-1. ``task`` must agree with the graph.
     """
-    from .server import onnx_graph
+    from ..server import onnx_graph
 
     reading = onnx_graph.read(onnx_graph.load(payload), task)
     if reading.task == "classification":

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..schema import NUMBER
+from ..server.engines import most_probable, onnx_inputs, onnx_session
 from .describe import ModelInfo
-from .server.engines import most_probable, onnx_inputs, onnx_session
-from .server.features import NUMBER
 
 FORMAT = "onnx"
 RTOL = 1e-5
@@ -59,7 +59,7 @@ def compile_model(model, info: ModelInfo, sample=None, convert=None, bounds=None
     ``convert(model, info)`` gives the ONNX bytes (default: skl2onnx, convert_sklearn() below);
     ``bounds(model, n_features)`` gives per-feature (low, high) to draw check rows from when there is no
     sample (default: what a scikit-learn model reveals, see the module docstring). The framework modules
-    (pgml_trigger/frameworks/) pass their own.
+    (pgml_trigger/uploader/frameworks/) pass their own.
     """
     convert = convert or convert_sklearn
     try:

@@ -36,8 +36,8 @@ import warnings
 
 import numpy as np
 
+from ..schema import is_number
 from .describe import ModelInfo
-from .server.scoring import is_number
 
 RTOL = 1e-9  # regression values; class labels must be identical
 ATOL = 1e-9

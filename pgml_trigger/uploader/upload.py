@@ -10,14 +10,15 @@ from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 
-from . import formats, frameworks, mlflow_source
+from .. import formats
+from ..errors import InvalidModel, ModelTooLarge, UploadRefused
+from ..profile import training_profile
+from ..schema import NUMBER
+from ..sqlfiles import query
+from . import frameworks, mlflow_source
 from .compile import Compiled, NotCompiled, check_rows
 from .describe import describe_onnx
-from .errors import InvalidModel, ModelTooLarge, UploadRefused
 from .linear import linear_form
-from .profile import training_profile
-from .server.features import NUMBER
-from .sqlfiles import query
 
 _REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes", "feature_names", "feature_types",
              "accepts_nan", "input_kind", "python_version", "sklearn_version", "numpy_version", "joblib_version"}
@@ -37,7 +38,7 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
 
     ``conn`` is a psycopg connection or a conninfo string. ``model`` is a
     fitted scikit-learn estimator or pipeline, or a model of another library
-    pgml_trigger/frameworks/ knows (XGBoost, LightGBM, CatBoost, their native
+    pgml_trigger/uploader/frameworks/ knows (XGBoost, LightGBM, CatBoost, their native
     boosters too), saved as joblib unless ``format="skops"``; or an ONNX model
     (its bytes, an ``onnx.ModelProto``, or the path of a .onnx file), stored
     as it is and scored by onnxruntime; or an MLflow model, given as a
@@ -52,9 +53,9 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     ``sample``, training rows (a DataFrame with the feature columns, or an
     array in feature order), fixes the feature dtypes when the fitted model
     does not reveal them, is profiled for drift(), and is what the compiled
-    (ONNX) payload is checked against: see pgml_trigger/compile.py for what
+    (ONNX) payload is checked against: see pgml_trigger/uploader/compile.py for what
     happens without it. A linear model is also kept as SQL arithmetic for row
-    triggers (pgml_trigger/linear.py). ``compile=False`` keeps the model on
+    triggers (pgml_trigger/uploader/linear.py). ``compile=False`` keeps the model on
     the scikit-learn path. ``metrics`` is a JSON-able dict of evaluation figures kept with the
     version. ``hmac_key`` (default: the contents of the file
     ``$PGML_TRIGGER_HMAC_KEY_FILE`` names, if set) signs the upload, as
@@ -188,8 +189,8 @@ def _onnx_payload(model) -> bytes:
 
 def _check_onnx_runs(payload: bytes, info) -> None:
     """onnxruntime here must run the graph on rows of zeros (and empty text), giving what describe_onnx() promised."""
-    from .server import onnx_graph
-    from .server.engines import OnnxEngine
+    from ..server import onnx_graph
+    from ..server.engines import OnnxEngine
 
     try:
         graph, output = onnx_graph.scoring_graph(payload, info.task)  # as the server will load it (cache.py)

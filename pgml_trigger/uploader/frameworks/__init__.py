@@ -7,9 +7,9 @@ agreement check between the ONNX graph and the model itself is shared (compile.c
 scikit-learn Pipeline belongs to the framework of its last step, so a pipeline ending in an
 XGBClassifier is converted with the XGBoost converter registered into skl2onnx.
 
-Adding a library means adding a module here with a ``FRAMEWORK`` and listing it in ``_MODULES``,
-before ``sklearn``, which takes whatever no other framework claims. Models are recognised by the
-module their class comes from, so looking one up never imports a library that is not installed.
+Adding a library means adding a module here with a ``FRAMEWORK`` and listing it in
+pgml_trigger/libraries.py; ``sklearn`` comes last and takes whatever no other framework claims. Models are
+recognised by the module their class comes from, so looking one up never imports a library that is not installed.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
+from ...errors import InvalidModel
+from ...libraries import MODEL_LIBRARIES
 from ..compile import Compiled, compile_model
 from ..describe import ModelInfo
-from ..errors import InvalidModel
 
-_MODULES = ("xgboost", "lightgbm", "catboost", "sklearn")
+_MODULES = (*MODEL_LIBRARIES, "sklearn")
 
 
 class Framework:
@@ -47,7 +48,7 @@ class Framework:
         return describe(model, feature_names=feature_names, sample=sample)
 
     def serialize(self, model, fmt: str) -> bytes:
-        from .. import formats
+        from ... import formats
 
         payload = formats.dump(model, fmt)
         if fmt == "skops":
@@ -88,11 +89,6 @@ def for_model(model) -> Framework:
 @cache
 def frameworks() -> tuple[Framework, ...]:
     return tuple(importlib.import_module(f"{__name__}.{module}").FRAMEWORK for module in _MODULES)
-
-
-def libraries() -> tuple[str, ...]:
-    """The model libraries besides scikit-learn that a server may need (pgml-trigger install --with)."""
-    return tuple(framework.library for framework in frameworks() if framework.library is not None)
 
 
 def register_with_skl2onnx(prefix: str, classifier, regressor, converter, regressor_options=None) -> None:

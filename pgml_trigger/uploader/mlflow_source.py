@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-from .errors import InvalidModel, MissingExtra
-from .server.features import NUMBER, STRING
+from ..errors import InvalidModel, MissingExtra
+from ..schema import NUMBER, STRING
 
 # Which flavor is read when an MLmodel has several: an ONNX graph as it is, else the native model.
 FLAVORS = ("onnx", "sklearn", "xgboost", "lightgbm", "catboost")

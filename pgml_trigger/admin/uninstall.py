@@ -14,8 +14,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .errors import InstallError
-from .sqlfiles import query
+from ..errors import InstallError
+from ..sqlfiles import query
 
 
 def uninstall(dsn: str, *, detach: bool = False, remove_environment: bool = False, log=print) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import time
 
-from .errors import InstallError
-from .sqlfiles import query
+from ..errors import InstallError
+from ..sqlfiles import query
 
 PUBLICATION = "pgml_trigger_catalog"
 SYNC_TIMEOUT_S = 300.0

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .sqlfiles import query
+from ..sqlfiles import query
 
 BAR_WIDTH = 30
 
