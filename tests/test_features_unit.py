@@ -15,10 +15,8 @@ from pgml_trigger.errors import (
     FeatureOutOfRange,
     FeatureTypeMismatch,
 )
+from pgml_trigger.schema import NUMBER, STRING, FeatureSchema
 from pgml_trigger.server.features import (
-    NUMBER,
-    STRING,
-    FeatureSchema,
     from_mapping,
     from_positional,
     from_typed_arrays,

@@ -14,6 +14,7 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import contextlib  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
@@ -85,12 +86,26 @@ def _raise(message, sqlstate, detail, hint):
 def _inputs(model, features, columns=None):
     """One row's features: jsonb and json (a table row, row_to_json() in SQL) arrive as their text (json.loads is
     the fastest way to a dict), float8[] as a list; a dict is an element of a batch already parsed."""
-    try:
+    with _counted_as_error(model):
         if isinstance(features, str):
             return from_mapping(model.schema, _parsed(model, features), model.label, columns)
         if isinstance(features, dict):
             return from_mapping(model.schema, features, model.label, columns)
         return from_positional(model.schema, features, model.label, columns)
+
+
+def _typed_inputs(model, numbers, texts, columns):
+    """One row as a scoring trigger hands over a row with text columns: its numeric features as a float8[], its
+    text ones as a text[] (sql/triggers.sql, _features_by_kind)."""
+    with _counted_as_error(model):
+        return from_typed_arrays(model.schema, numbers, texts, model.label, columns)
+
+
+@contextlib.contextmanager
+def _counted_as_error(model):
+    """A row the model refuses counts as an error of that model (counters())."""
+    try:
+        yield
     except PgmlTriggerError:
         model.usage[2] += 1
         raise
@@ -114,24 +129,26 @@ def version() -> str:
     return __version__
 
 
+def _model(model_ref, clock):
+    _cache.sync(clock)
+    return _cache.model(model_ref)
+
+
 @_sql_errors
 def predict(model_ref, features, clock):
-    _cache.sync(clock)
-    model = _cache.model(model_ref)
+    model = _model(model_ref, clock)
     return model.predict(_inputs(model, features))
 
 
 @_sql_errors
 def predict_label(model_ref, features, clock):
-    _cache.sync(clock)
-    model = _cache.model(model_ref)
+    model = _model(model_ref, clock)
     return model.predict_label(_inputs(model, features))
 
 
 @_sql_errors
 def predict_proba(model_ref, features, clock):
-    _cache.sync(clock)
-    model = _cache.model(model_ref)
+    model = _model(model_ref, clock)
     return model.predict_proba(_inputs(model, features))
 
 
@@ -139,15 +156,13 @@ def predict_proba(model_ref, features, clock):
 def predict_batch(model_ref, features, clock):
     """``features``: a double precision[][] as array_send() bytes, a jsonb[] as a list of texts, or table rows as
     the text of a JSON array."""
-    _cache.sync(clock)
-    model = _cache.model(model_ref)
+    model = _model(model_ref, clock)
     return _score_batch(model, features, model.predict_many)
 
 
 @_sql_errors
 def predict_label_batch(model_ref, features, clock):
-    _cache.sync(clock)
-    model = _cache.model(model_ref)
+    model = _model(model_ref, clock)
     return _score_batch(model, features, model.predict_label_many)
 
 
@@ -270,8 +285,7 @@ def score_statement(attachment_id, keys, features, clock):
 
 @_sql_errors
 def predict_logged(model_ref, features, log_key, clock):
-    _cache.sync(clock)
-    model = _cache.model(model_ref)
+    model = _model(model_ref, clock)
     row = _inputs(model, features)
     prediction = model.predict(row)
     _log(model, "call", None, [log_key], [prediction], "value", [row])
@@ -342,16 +356,7 @@ def doctor():
     return diagnose(_cache)
 
 
-# --- Rows with text columns, as scoring triggers hand them over: the numeric features as a float8[], the text ones
-# as a text[] (sql/triggers.sql, _features_by_kind).
-
-
-def _typed_inputs(model, numbers, texts, columns):
-    try:
-        return from_typed_arrays(model.schema, numbers, texts, model.label, columns)
-    except PgmlTriggerError:
-        model.usage[2] += 1
-        raise
+# --- Rows with text columns, as scoring triggers hand them over (_typed_inputs).
 
 
 @_sql_errors

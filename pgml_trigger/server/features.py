@@ -73,14 +73,9 @@ def from_typed_arrays(schema: FeatureSchema, numbers: list, texts: list, model_l
         pass
     for position, (kind, value) in enumerate(zip(schema.types, row)):
         if value is None:
-            if not schema.accepts_nan:
-                raise _missing_value(schema, position, model_label, columns, "NULL")
-            row[position] = math.nan
+            row[position] = _null(schema, position, model_label, columns)
         elif kind == NUMBER:
-            if math.isnan(value) and not schema.accepts_nan:
-                raise _missing_value(schema, position, model_label, columns, "NaN")
-            if math.isinf(value):
-                raise _infinite(schema, position, model_label, columns)
+            _checked_number(schema, position, value, model_label, columns)
     return row
 
 
@@ -202,9 +197,7 @@ def _parse_with_nulls(data: bytes, offset: int, count: int):
 
 def _coerce(schema, position, kind, value, model_label, columns):
     if value is None:
-        if not schema.accepts_nan:
-            raise _missing_value(schema, position, model_label, columns, "NULL")
-        return math.nan
+        return _null(schema, position, model_label, columns)
     if kind == NUMBER:
         if isinstance(value, (int, float)):  # bool is an int: true/false score as 1/0
             try:
@@ -216,11 +209,7 @@ def _coerce(schema, position, kind, value, model_label, columns):
         else:
             raise FeatureTypeMismatch(f"{_label(schema, position, columns)} of model {model_label} must be a number, "
                                       f"got JSON {_json_type(value)} {_preview(value)}")
-        if math.isnan(number) and not schema.accepts_nan:
-            raise _missing_value(schema, position, model_label, columns, "NaN")
-        if math.isinf(number):
-            raise _infinite(schema, position, model_label, columns)
-        return number
+        return _checked_number(schema, position, number, model_label, columns)
     if isinstance(value, str):
         return value
     raise FeatureTypeMismatch(f"{_label(schema, position, columns)} of model {model_label} must be text, "
@@ -228,11 +217,27 @@ def _coerce(schema, position, kind, value, model_label, columns):
 
 
 def _check_non_finite(schema, row, values, model_label, columns):
+    """A row of numbers that is not all finite; ``values``: as given, with None where SQL had a NULL."""
     for position, number in enumerate(row):
-        if math.isnan(number) and not schema.accepts_nan:
-            raise _missing_value(schema, position, model_label, columns, "NULL" if values[position] is None else "NaN")
-        if math.isinf(number):
-            raise _infinite(schema, position, model_label, columns)
+        _checked_number(schema, position, number, model_label, columns, null=values[position] is None)
+
+
+def _null(schema, position, model_label, columns) -> float:
+    """A NULL feature: NaN where the model accepts missing values, an error naming the feature otherwise."""
+    if not schema.accepts_nan:
+        raise _missing_value(schema, position, model_label, columns, "NULL")
+    return math.nan
+
+
+def _checked_number(schema, position, number, model_label, columns, null=False) -> float:
+    """A number under the missing-value policy: NaN (from a NULL when ``null``) only where the model accepts
+    missing values; infinity never, since no scikit-learn model accepts it."""
+    if number != number:
+        if not schema.accepts_nan:
+            raise _missing_value(schema, position, model_label, columns, "NULL" if null else "NaN")
+    elif math.isinf(number):
+        raise _infinite(schema, position, model_label, columns)
+    return number
 
 
 def _missing_value(schema, position, model_label, columns, what):
