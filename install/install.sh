@@ -7,7 +7,7 @@
 #
 # Options (all passed to `pgml-trigger install`): --venv DIR, --python-path DIR,
 # --source PATH, --no-apt, --no-default-path, --no-host-files, --with xgboost,lightgbm,catboost.
-# Safe to run again; see README "Installing on your server".
+# Safe to run again; see docs/install.md.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/python.sh"
 exec "$python" -m pgml_trigger install --source "$here" "$@"
