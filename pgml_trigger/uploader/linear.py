@@ -2,7 +2,7 @@
 
 A row trigger that calls a PL/Python function pays several microseconds a
 row before the model does anything (the call, and the float8[] turned into
-a list; see bench/ and the README's Performance). For a pipeline of affine
+a list; see docs/performance.md). For a pipeline of affine
 scalers ending in a linear model, the prediction is an intercept plus a dot
 product, which the generated PL/pgSQL trigger can evaluate itself
 (sql/triggers.sql writes it from the form made here).
