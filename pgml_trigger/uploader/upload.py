@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import formats
 from ..errors import InvalidModel, ModelTooLarge, UploadRefused
+from ..libraries import installed_version
 from ..profile import training_profile
 from ..schema import NUMBER
 from ..sqlfiles import query
@@ -146,8 +147,8 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         "compiled_handles_nan": compiled.handles_nan, "agreement": Jsonb(compiled.agreement),
         "linear_form": Jsonb(form) if form is not None else None,
         "library_versions": Jsonb(library_versions) if library_versions else None,
-        "skops_version": _version("skops") if fmt == "skops" else None,
-        "onnxruntime_version": _version("onnxruntime") if "onnx" in (fmt, compiled.format) else None,
+        "skops_version": installed_version("skops") if fmt == "skops" else None,
+        "onnxruntime_version": installed_version("onnxruntime") if "onnx" in (fmt, compiled.format) else None,
         "payload_hmac": formats.signature(key, fmt, sha256, compiled_sha256) if key is not None else None,
         "source_uri": source.source_uri if source is not None else None,
         "mlflow_version": source.mlflow_version if source is not None else None,
@@ -207,15 +208,6 @@ def _check_onnx_runs(payload: bytes, info) -> None:
 def _key_from_environment() -> bytes | None:
     path = os.environ.get("PGML_TRIGGER_HMAC_KEY_FILE")
     return Path(path).read_bytes().rstrip(b"\r\n") if path else None
-
-
-def _version(distribution: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _profile(sample, info) -> dict:
