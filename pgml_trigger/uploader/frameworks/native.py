@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import InvalidModel
 from ...schema import NUMBER, FeatureSchema
-from ..describe import ModelInfo
+from ..describe import ModelInfo, feature_names_of
 
 
 class NativeModel:
@@ -67,15 +67,7 @@ def resolve(kind: str, task: str | None, found_task: str | None, n_classes: int,
             raise InvalidModel(f"classes= names {len(classes)} classes; the {kind} has {n_classes}")
     elif classes is not None:
         raise InvalidModel(f"classes= given for a regressor ({kind})")
-    if feature_names is not None:
-        names = [str(name) for name in feature_names]
-        if len(names) != n_features:
-            raise InvalidModel(f"feature_names has {len(names)} names but the {kind} takes {n_features} features")
-    elif names is None:
-        names = [f"x{i}" for i in range(n_features)]
-    if len(set(names)) != len(names):
-        raise InvalidModel(f"feature names must be unique: {names}")
-    return found_task, classes, names
+    return found_task, classes, feature_names_of(feature_names, n_features, carried=names, takes=f"the {kind} takes")
 
 
 def split_bounds(thresholds_by_feature, names: list[str]):
