@@ -254,7 +254,7 @@ def _check_onnx_runs(payload: bytes, info) -> None:
     from ..server.engines import OnnxEngine
 
     try:
-        graph, output = onnx_graph.scoring_graph(payload, info.task)  # as the server will load it (cache.py)
+        graph, output = onnx_graph.scoring_graph(payload, info.task)  # as the server will load it
         engine = OnnxEngine(graph, info.schema, info.classes, output)
         row = [0.0 if kind == NUMBER else "" for kind in info.schema.types]
         scores = engine.predict_proba_rows([row, row])
