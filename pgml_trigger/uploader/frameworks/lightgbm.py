@@ -33,11 +33,6 @@ class LightGBMFramework(BoosterFramework):
     library = "lightgbm"
     wrapper = LightGBMBooster
 
-    def is_native(self, model) -> bool:
-        import lightgbm
-
-        return isinstance(model, lightgbm.Booster)
-
     def read(self, booster) -> BoosterReading:
         dump = booster.dump_model(num_iteration=0)
         objective = str(dump.get("objective", "regression")).split()[0]

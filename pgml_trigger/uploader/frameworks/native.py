@@ -14,6 +14,7 @@ converter registered. A library's module gives only what is its own.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,8 +76,8 @@ class BoosterFramework(Framework):
     wrapper: type[NativeModel]  # the NativeModel subclass a native booster is stored and scored as
 
     def is_native(self, model) -> bool:
-        """Whether ``model`` is the library's own booster rather than its scikit-learn API."""
-        raise NotImplementedError
+        """Whether ``model`` is the library's own booster (``xgboost.Booster``, ...), not its scikit-learn API."""
+        return isinstance(model, importlib.import_module(self.library).Booster)
 
     def read(self, booster) -> BoosterReading:
         raise NotImplementedError

@@ -33,11 +33,6 @@ class XGBoostFramework(BoosterFramework):
     library = "xgboost"
     wrapper = XGBoostBooster
 
-    def is_native(self, model) -> bool:
-        import xgboost
-
-        return isinstance(model, xgboost.Booster)
-
     def read(self, booster) -> BoosterReading:
         learner = json.loads(booster.save_config())["learner"]
         objective = learner["objective"]["name"]
