@@ -2,7 +2,7 @@
 
 The server entry points (server/entry.py) turn these into PostgreSQL errors
 with the class's SQLSTATE, so clients can catch what they mean
-(psycopg.errors.UndefinedObject for an unknown model, and so on). The
+(psycopg.errors.UndefinedColumn for a missing feature, and so on). The
 uploader raises the same classes in the client process.
 """
 
@@ -25,14 +25,6 @@ class InvalidModel(PgmlTriggerError, ValueError):
     """The object offered for upload cannot be scored (not fitted, no predict, ...)."""
 
     sqlstate = "22023"  # invalid_parameter_value
-
-
-class InvalidModelRef(PgmlTriggerError, ValueError):
-    sqlstate = "22023"  # invalid_parameter_value
-
-
-class ModelNotFound(PgmlTriggerError, LookupError):
-    sqlstate = "42704"  # undefined_object
 
 
 class FeatureMissing(PgmlTriggerError, KeyError):

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import InstallError
-from ..libraries import MODEL_LIBRARIES
+from ..libraries import MODEL_LIBRARIES, installed_version
 from ..sqlfiles import query
 from . import extension
 
@@ -263,13 +263,8 @@ def _create_venv(interpreter: Path, venv: Path, allow_apt: bool) -> None:
 
 
 def _local_versions() -> dict[str, str]:
-    versions = {}
-    for name in PINNED_LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    versions = {name: installed_version(name) for name in PINNED_LIBRARIES}
+    return {name: version for name, version in versions.items() if version is not None}
 
 
 def _installed_version(python_path: str) -> str:

@@ -52,8 +52,11 @@ def describe(model, feature_names=None, sample=None) -> ModelInfo:
         raise InvalidModel(f"the {kind} is neither a classifier nor a regressor; only those can be uploaded")
 
     fitted_names = getattr(model, "feature_names_in_", None)
-    names = _feature_names(model, kind, fitted_names, feature_names)
-    input_kind = "frame" if fitted_names is not None else "array"
+    fitted = None if fitted_names is None else [str(name) for name in fitted_names]
+    names = feature_names_of(feature_names, getattr(model, "n_features_in_", None), fitted=fitted,
+                             fitted_as=f"the {kind} was fitted with {fitted}", takes=f"the {kind} was fitted on",
+                             uncounted=f"cannot tell how many features a {kind} takes")
+    input_kind = "frame" if fitted is not None else "array"
     types = _feature_types(model, names, sample) if input_kind == "frame" else [NUMBER] * len(names)
     schema = FeatureSchema(names=tuple(names), types=tuple(types), accepts_nan=_accepts_nan(model),
                            input_kind=input_kind)
@@ -68,24 +71,32 @@ def _classes(model) -> list:
     return [label.item() if isinstance(label, np.generic) else label for label in classes]
 
 
-def _feature_names(model, kind, fitted_names, given) -> list[str]:
-    if fitted_names is not None:
-        fitted = [str(name) for name in fitted_names]
-        if given is not None and list(given) != fitted:
-            raise InvalidModel(f"feature_names {list(given)} differ from the names the {kind} was fitted with "
-                               f"{fitted}; leave feature_names out")
-        return fitted
-    n_features = getattr(model, "n_features_in_", None)
-    if given is not None:
+def feature_names_of(given, n_features: int | None, *, takes: str, uncounted: str = "", fitted=None,
+                     fitted_as: str = "", carried=None) -> list[str]:
+    """The names of a model's features, in its input order, from the upload's ``feature_names`` (``given``).
+
+    ``fitted``: the names the model is fed by (a DataFrame's columns, an ONNX graph's inputs), which ``given``
+    may only repeat. ``carried``: names a model keeps but is fed by position (a native booster's), which
+    ``given`` replaces. Without either: ``given``, else x0, x1, ... for ``n_features`` inputs.
+    The phrases finish the error messages: "feature_names ... differ from the names {fitted_as}",
+    "feature_names has N names but {takes} {n_features} features", "{uncounted}; pass feature_names".
+    """
+    if fitted is not None:
+        names = list(fitted)
+        if given is not None and [str(name) for name in given] != names:
+            raise InvalidModel(f"feature_names {list(given)} differ from the names {fitted_as}; "
+                               "leave feature_names out")
+    elif given is not None:
         names = [str(name) for name in given]
         if n_features is not None and len(names) != n_features:
-            raise InvalidModel(f"feature_names has {len(names)} names but the {kind} was fitted "
-                               f"on {n_features} features")
+            raise InvalidModel(f"feature_names has {len(names)} names but {takes} {n_features} features")
+    elif carried is not None:
+        names = list(carried)
     elif n_features is not None:
         # scikit-learn's own convention for unnamed inputs (get_feature_names_out).
         names = [f"x{i}" for i in range(n_features)]
     else:
-        raise InvalidModel(f"cannot tell how many features a {kind} takes; pass feature_names")
+        raise InvalidModel(f"{uncounted}; pass feature_names")
     if len(set(names)) != len(names):
         raise InvalidModel(f"feature names must be unique: {names}")
     return names
@@ -180,24 +191,12 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
             raise InvalidModel(f"{len(classes)} classes given, but the ONNX graph scores {reading.n_classes}")
     else:
         classes = None
-    n_features = reading.n_features
-    if reading.feature_names is not None:  # one input per feature: the server feeds them by name
-        names = list(reading.feature_names)
-        if feature_names is not None and [str(name) for name in feature_names] != names:
-            raise InvalidModel(f"feature_names {list(feature_names)} differ from the names of the ONNX graph's "
-                               f"inputs {names}, one per feature; leave feature_names out")
-    elif feature_names is not None:
-        names = [str(name) for name in feature_names]
-        if n_features is not None and len(names) != n_features:
-            raise InvalidModel(f"feature_names has {len(names)} names but the ONNX input takes {n_features} features")
-    elif n_features is not None:
-        names = [f"x{i}" for i in range(n_features)]
-    else:
-        raise InvalidModel("the ONNX input's feature dimension is not fixed; pass feature_names")
-    if len(set(names)) != len(names):
-        raise InvalidModel(f"feature names must be unique: {names}")
+    inputs = reading.feature_names  # one input per feature: the server feeds them by name
+    names = feature_names_of(feature_names, reading.n_features, fitted=inputs,
+                             fitted_as=f"of the ONNX graph's inputs {list(inputs or ())}, one per feature",
+                             takes="the ONNX input takes", uncounted="the ONNX input's feature dimension is not fixed")
     schema = FeatureSchema(names=tuple(names), types=reading.feature_types or (NUMBER,) * len(names),
-                           accepts_nan=False, input_kind="array" if reading.feature_names is None else "frame")
+                           accepts_nan=False, input_kind="array" if inputs is None else "frame")
     return ModelInfo(task=reading.task, classes=[_json_scalar(label) for label in classes] if classes else None,
                      schema=schema)
 

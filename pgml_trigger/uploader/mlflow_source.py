@@ -78,7 +78,8 @@ def resolve(source) -> MlflowModel:
             meta, flavor, model = _read(local, str(source))
             source_uri, metrics, unread = str(local.resolve()), None, None
     if unread is not None:  # the model itself was read: its run's metrics are not worth failing the upload for
-        warnings.warn(f"pgml_trigger: the metrics of {source}'s run were not read: {unread}", stacklevel=3)
+        # Pointing past resolve(), upload's _read() and upload() itself, at the caller's line.
+        warnings.warn(f"pgml_trigger: the metrics of {source}'s run were not read: {unread}", stacklevel=4)
     names, types = _signature(meta, str(source))
     own_names = getattr(model, "feature_names_in_", None) is not None
     return MlflowModel(model=model, flavor=flavor, feature_names=None if own_names else names, feature_types=types,

@@ -7,17 +7,19 @@ import platform
 import re
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
 from .. import formats
 from ..errors import InvalidModel, ModelTooLarge, UploadRefused
+from ..libraries import installed_version
 from ..profile import training_profile
 from ..schema import NUMBER
 from ..sqlfiles import query
 from . import frameworks, mlflow_source
 from .compile import Compiled, NotCompiled, check_rows
-from .describe import describe_onnx
+from .describe import ModelInfo, describe_onnx
 from .linear import linear_form
 
 _REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes", "feature_names", "feature_types",
@@ -71,59 +73,110 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
     check, commit; ``nbytes`` is the payload's size where the stage made or
     moved it, else None. A big forest spends its time in compile and send.
     """
-    import joblib
-    import numpy
-    import psycopg
-    import sklearn
-    from psycopg.types.json import Jsonb
+    _check_name(name)
+    stages = _Stages(name, progress)
+    source = _read(model, format, feature_names, metrics, stages)
+    if source.format == "onnx":
+        built = _graph_payloads(source, classes, task, sample, stages)
+    else:
+        built = _model_payloads(source, classes, task, sample, compile, stages)
+    _check_size(name, source.format, built)
+    row = _row(name, source, built, description, hmac_key)
+    with _connected(conn) as connection:
+        return _store(connection, row, alias, built.probe, stages)
 
+
+@dataclass(frozen=True)
+class _Source:
+    """The model as upload() reads it, and how it is to be stored."""
+
+    model: object  # the fitted object, or an ONNX graph's bytes
+    format: str
+    feature_names: list | None
+    metrics: dict | None
+    mlflow: mlflow_source.MlflowModel | None  # a model read from MLflow: its signature types, URI, version
+
+
+@dataclass(frozen=True)
+class _Payloads:
+    """What the upload made of the model: what the new version stores besides upload()'s arguments, and the
+    rows the server checks it with."""
+
+    info: ModelInfo
+    payload: bytes
+    compiled: Compiled
+    linear_form: dict | None
+    library_versions: dict[str, str]
+    probe: list[dict] | None  # rows the server scores before the upload commits
+    training_profile: dict | None
+
+
+def _check_name(name) -> None:
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidModel(f"invalid model name {name!r}: start with a letter or _, then letters, digits, _ . -; "
                            "at most 63 characters")
-    stages = _Stages(name, progress)
-    source = None
+
+
+def _read(model, format: str | None, feature_names, metrics: dict | None, stages: _Stages) -> _Source:
+    """The model behind what upload() was given: an MLflow model's flavor (its signature naming the features,
+    its run's metrics under the caller's own), an ONNX graph's bytes (from a file, bytes or a ModelProto), or
+    the fitted object itself."""
+    mlflow = None
     if mlflow_source.is_mlflow_source(model):
         with stages("read"):
-            source = mlflow_source.resolve(model)
-        model = source.model
-        feature_names = feature_names if feature_names is not None else source.feature_names
-        metrics = {**(source.metrics or {}), **(metrics or {})} or None
+            mlflow = mlflow_source.resolve(model)
+        model = mlflow.model
+        feature_names = feature_names if feature_names is not None else mlflow.feature_names
+        metrics = {**(mlflow.metrics or {}), **(metrics or {})} or None
     fmt = format or ("onnx" if _is_onnx(model) else "joblib")
     if fmt not in formats.FORMATS:
         raise InvalidModel(f"unknown format {fmt!r}; known: {', '.join(formats.FORMATS)}")
     if fmt == "onnx":
-        with stages("describe"):
-            payload = _onnx_payload(model)
-            info = describe_onnx(payload, feature_names=feature_names, classes=classes, task=task)
-            _check_onnx_runs(payload, info)
-        compiled = Compiled(None, None, None, {"compiled": False, "reason": "an onnx model is scored by its own graph"})
-        form, library_versions, probe = None, {}, None
+        model = _onnx_payload(model)
+    return _Source(model, fmt, feature_names, metrics, mlflow)
+
+
+def _graph_payloads(source: _Source, classes, task: str | None, sample, stages: _Stages) -> _Payloads:
+    """An ONNX graph is stored as it is and scored by itself: described, and run here once."""
+    with stages("describe"):
+        info = describe_onnx(source.model, feature_names=source.feature_names, classes=classes, task=task)
+        _check_onnx_runs(source.model, info)
+    compiled = Compiled(None, None, None, {"compiled": False, "reason": "an onnx model is scored by its own graph"})
+    return _Payloads(info, source.model, compiled, linear_form=None, library_versions={}, probe=None,
+                     training_profile=_profile(sample, info))
+
+
+def _model_payloads(source: _Source, classes, task: str | None, sample, compile: bool,
+                    stages: _Stages) -> _Payloads:
+    """A fitted model, through its library's framework: described, serialized, and unless compile=False
+    converted to ONNX (kept where it agrees with the model) and, if linear, to SQL arithmetic."""
+    framework = frameworks.for_model(source.model)
+    with stages("describe"):
+        model = framework.prepare(source.model, feature_names=source.feature_names, classes=classes, task=task)
+        info = framework.describe(model, feature_names=source.feature_names, sample=sample)
+        if source.mlflow is not None:
+            info = _signature_types(info, source.mlflow)
+    with stages("serialize") as stage:
+        payload = stage.nbytes(framework.serialize(model, source.format))
+    if compile:
+        with stages("compile") as stage:
+            compiled = framework.compile(model, info, sample)
+            stage.nbytes(compiled.payload)
+        with stages("linear form"):
+            form = linear_form(model, info, sample)
     else:
-        framework = frameworks.for_model(model)
-        with stages("describe"):
-            model = framework.prepare(model, feature_names=feature_names, classes=classes, task=task)
-            info = framework.describe(model, feature_names=feature_names, sample=sample)
-            if source is not None:
-                info = _signature_types(info, source)
-        with stages("serialize") as stage:
-            payload = stage.nbytes(framework.serialize(model, fmt))
-        if compile:
-            with stages("compile") as stage:
-                compiled = framework.compile(model, info, sample)
-                stage.nbytes(compiled.payload)
-            with stages("linear form"):
-                form = linear_form(model, info, sample)
-        else:
-            compiled = Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"})
-            form = None
-        library_versions = framework.library_versions()
-        probe = _probe_rows(framework, model, info, sample)
-    sha256 = formats.sha256(payload)
-    compiled_sha256 = formats.sha256(compiled.payload) if compiled.payload is not None else None
-    stored = len(payload) + len(compiled.payload or b"")
+        compiled, form = Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"}), None
+    return _Payloads(info, payload, compiled, form, framework.library_versions(),
+                     probe=_probe_rows(framework, model, info, sample), training_profile=_profile(sample, info))
+
+
+def _check_size(name: str, fmt: str, built: _Payloads) -> None:
+    """Refuse, before sending anything, a version larger than the server stores."""
+    payload, compiled = built.payload, built.compiled.payload
+    stored = len(payload) + len(compiled or b"")
     if stored > formats.MAX_STORED_BYTES:
         compressed = " compressed" if formats.compression(payload, fmt) else ""
-        compiled_size = f" and {len(compiled.payload):,} of compiled ONNX" if compiled.payload is not None else ""
+        compiled_size = f" and {len(compiled):,} of compiled ONNX" if compiled is not None else ""
         raise ModelTooLarge(f"model {name!r} is {stored:,} bytes ({len(payload):,} of{compressed} {fmt} payload"
                             f"{compiled_size}); pgml_trigger stores at most {formats.MAX_STORED_BYTES:,} bytes "
                             "(500 MiB) per version",
@@ -131,31 +184,39 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
                                  "stored compressed. Upload with compile=False to store only the model's own "
                                  "payload (scored by its library, not onnxruntime), or make the model smaller: "
                                  "fewer trees, shallower ones (max_depth, min_samples_leaf)")
+
+
+def _row(name: str, source: _Source, built: _Payloads, description: str | None, hmac_key: bytes | None) -> dict:
+    """The new version's models row, by column (the server numbers the version)."""
+    import joblib
+    import numpy
+    import sklearn
+    from psycopg.types.json import Jsonb
+
+    fmt, info, compiled, mlflow = source.format, built.info, built.compiled, source.mlflow
+    sha256 = formats.sha256(built.payload)
+    compiled_sha256 = formats.sha256(compiled.payload) if compiled.payload is not None else None
     key = hmac_key if hmac_key is not None else _key_from_environment()
-    params = {
-        "name": name, "version": 0, "format": fmt, "payload": payload, "sha256": sha256,
+    return {
+        "name": name, "version": 0, "format": fmt, "payload": built.payload, "sha256": sha256,
         "task": info.task, "classes": Jsonb(info.classes) if info.classes is not None else None,
         "feature_names": list(info.schema.names), "feature_types": list(info.schema.types),
         "accepts_nan": info.schema.accepts_nan, "input_kind": info.schema.input_kind,
         "python_version": platform.python_version(), "sklearn_version": sklearn.__version__,
         "numpy_version": numpy.__version__, "joblib_version": joblib.__version__, "description": description,
-        "metrics": Jsonb(metrics) if metrics is not None else None,
-        "training_profile": Jsonb(_profile(sample, info)) if sample is not None else None,
+        "metrics": Jsonb(source.metrics) if source.metrics is not None else None,
+        "training_profile": Jsonb(built.training_profile) if built.training_profile is not None else None,
         "compiled_format": compiled.format, "compiled_payload": compiled.payload,
         "compiled_sha256": compiled_sha256,
         "compiled_handles_nan": compiled.handles_nan, "agreement": Jsonb(compiled.agreement),
-        "linear_form": Jsonb(form) if form is not None else None,
-        "library_versions": Jsonb(library_versions) if library_versions else None,
-        "skops_version": _version("skops") if fmt == "skops" else None,
-        "onnxruntime_version": _version("onnxruntime") if "onnx" in (fmt, compiled.format) else None,
+        "linear_form": Jsonb(built.linear_form) if built.linear_form is not None else None,
+        "library_versions": Jsonb(built.library_versions) if built.library_versions else None,
+        "skops_version": installed_version("skops") if fmt == "skops" else None,
+        "onnxruntime_version": installed_version("onnxruntime") if "onnx" in (fmt, compiled.format) else None,
         "payload_hmac": formats.signature(key, fmt, sha256, compiled_sha256) if key is not None else None,
-        "source_uri": source.source_uri if source is not None else None,
-        "mlflow_version": source.mlflow_version if source is not None else None,
+        "source_uri": mlflow.source_uri if mlflow is not None else None,
+        "mlflow_version": mlflow.mlflow_version if mlflow is not None else None,
     }
-    if isinstance(conn, str):
-        with psycopg.connect(conn) as own:
-            return _store(own, params, alias, probe, stages)
-    return _store(conn, params, alias, probe, stages)
 
 
 def _signature_types(info, source):
@@ -193,7 +254,7 @@ def _check_onnx_runs(payload: bytes, info) -> None:
     from ..server.engines import OnnxEngine
 
     try:
-        graph, output = onnx_graph.scoring_graph(payload, info.task)  # as the server will load it (cache.py)
+        graph, output = onnx_graph.scoring_graph(payload, info.task)  # as the server will load it
         engine = OnnxEngine(graph, info.schema, info.classes, output)
         row = [0.0 if kind == NUMBER else "" for kind in info.schema.types]
         scores = engine.predict_proba_rows([row, row])
@@ -209,16 +270,9 @@ def _key_from_environment() -> bytes | None:
     return Path(path).read_bytes().rstrip(b"\r\n") if path else None
 
 
-def _version(distribution: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
+def _profile(sample, info) -> dict | None:
+    if sample is None:
         return None
-
-
-def _profile(sample, info) -> dict:
     try:
         return training_profile(sample, info.schema.names, info.schema.types)
     except ValueError as exc:
@@ -279,42 +333,66 @@ class _Stage:
         self._stages.report(self._name, time.perf_counter() - self._started, self.bytes)
 
 
-def _store(conn, params: dict, alias: str | None, probe: list[dict] | None, stages: _Stages) -> int:
+@contextmanager
+def _connected(conn):
+    """``conn`` itself, or a connection of its own to the conninfo string ``conn``, closed at the end."""
+    if not isinstance(conn, str):
+        yield conn
+        return
     import psycopg
-    from psycopg import sql
-    from psycopg.adapt import PyFormat
-    from psycopg.types.json import Jsonb
 
+    with psycopg.connect(conn) as own:
+        yield own
+
+
+def _store(conn, row: dict, alias: str | None, probe: list[dict] | None, stages: _Stages) -> int:
+    """Insert the version, point ``alias`` at it and have the server check it: one transaction, all or nothing."""
     with conn.transaction():
-        known = {column for column, _ in conn.execute(query("models_columns"))}
-        sent = {column: value for column, value in params.items()
-                if (value is not None or column in _REQUIRED) and (column in known or column not in _COMPILED)}
-        missing = [column for column in sent if column not in known]
-        if missing:
-            raise InvalidModel(f"this database's pgml_trigger has no models.{', models.'.join(missing)}; "
-                               "upgrade it with pgml-trigger install")
-        insert = sql.SQL(query("upload_insert")).format(
-            columns=sql.SQL(", ").join(map(sql.Identifier, sent)),
-            values=sql.SQL(", ").join(
-                sql.Placeholder(column, PyFormat.BINARY if isinstance(value, bytes) else PyFormat.AUTO)
-                for column, value in sent.items()))
-        send = stages.start("send")
-        send.nbytes(params["payload"], params["compiled_payload"])
-        version = conn.execute(insert, sent).fetchone()[0]
-        send.done()
+        version = _insert(conn, row, stages)
         if alias is not None:
-            conn.execute(query("upload_alias"), {"name": params["name"], "alias": alias, "version": version})
-        # The server loads the new version as predict() would and scores the rows, before anything commits:
-        # a version it cannot score (a library or module it lacks, an untrusted type) is never stored.
-        try:
-            with stages("server check"):
-                conn.execute(query("upload_check"), {"name": params["name"], "version": version,
-                                                     "rows": Jsonb(probe) if probe is not None else None})
-        except psycopg.Error as exc:
-            diag = exc.diag
-            reason = (diag.message_primary or str(exc)).removeprefix("pgml_trigger: ")
-            raise UploadRefused(f"upload of {params['name']} refused: this server cannot score the new version: "
-                                f"{reason}", sqlstate=diag.sqlstate, hint=diag.message_hint) from None
+            conn.execute(query("upload_alias"), {"name": row["name"], "alias": alias, "version": version})
+        _server_check(conn, row["name"], version, probe, stages)
         committing = stages.start("commit")  # the end of the upload's transaction, just below
     committing.done()
     return version
+
+
+def _insert(conn, row: dict, stages: _Stages) -> int:
+    """Insert the columns this database has (a missing required or unknown one refuses the upload); the version."""
+    from psycopg import sql
+    from psycopg.adapt import PyFormat
+
+    known = {column for column, _ in conn.execute(query("models_columns"))}
+    sent = {column: value for column, value in row.items()
+            if (value is not None or column in _REQUIRED) and (column in known or column not in _COMPILED)}
+    missing = [column for column in sent if column not in known]
+    if missing:
+        raise InvalidModel(f"this database's pgml_trigger has no models.{', models.'.join(missing)}; "
+                           "upgrade it with pgml-trigger install")
+    insert = sql.SQL(query("upload_insert")).format(
+        columns=sql.SQL(", ").join(map(sql.Identifier, sent)),
+        values=sql.SQL(", ").join(
+            sql.Placeholder(column, PyFormat.BINARY if isinstance(value, bytes) else PyFormat.AUTO)
+            for column, value in sent.items()))
+    send = stages.start("send")
+    send.nbytes(row["payload"], row["compiled_payload"])
+    version = conn.execute(insert, sent).fetchone()[0]
+    send.done()
+    return version
+
+
+def _server_check(conn, name: str, version: int, probe: list[dict] | None, stages: _Stages) -> None:
+    """The server loads the new version as predict() would and scores the rows, before anything commits:
+    a version it cannot score (a library or module it lacks, an untrusted type) is never stored."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    try:
+        with stages("server check"):
+            conn.execute(query("upload_check"), {"name": name, "version": version,
+                                                 "rows": Jsonb(probe) if probe is not None else None})
+    except psycopg.Error as exc:
+        diag = exc.diag
+        reason = (diag.message_primary or str(exc)).removeprefix("pgml_trigger: ")
+        raise UploadRefused(f"upload of {name} refused: this server cannot score the new version: {reason}",
+                            sqlstate=diag.sqlstate, hint=diag.message_hint) from None

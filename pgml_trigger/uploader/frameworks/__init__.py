@@ -18,7 +18,7 @@ import importlib
 from functools import cache
 
 from ...errors import InvalidModel
-from ...libraries import MODEL_LIBRARIES
+from ...libraries import MODEL_LIBRARIES, installed_version
 from ..compile import Compiled, compile_model
 from ..describe import ModelInfo
 
@@ -74,11 +74,7 @@ class Framework:
         return compile_model(model, info, sample, convert=self.to_onnx, bounds=self.feature_bounds)
 
     def library_versions(self) -> dict[str, str]:
-        if self.library is None:
-            return {}
-        from importlib import metadata
-
-        return {self.library: metadata.version(self.library)}
+        return {} if self.library is None else {self.library: installed_version(self.library)}
 
 
 def for_model(model) -> Framework:

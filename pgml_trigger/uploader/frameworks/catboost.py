@@ -11,9 +11,8 @@ from functools import cache
 
 import numpy as np
 
-from . import Framework, final_step, register_with_skl2onnx
-from .native import NativeModel, resolve
-from .xgboost import ML_OPSET
+from . import final_step, register_with_skl2onnx
+from .native import BoosterFramework, BoosterReading, NativeModel
 
 _CLASSIFYING = ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll")
 
@@ -25,48 +24,50 @@ class CatBoostModel(NativeModel):
         return np.asarray(self.booster.predict(X), dtype=np.float64).reshape(-1)
 
 
-class CatBoostFramework(Framework):
+class CatBoostFramework(BoosterFramework):
+    """A model alone, of the scikit-learn API too, is converted by CatBoost's own exporter; its split borders
+    are not read for check rows."""
+
     name = "catboost"
     library = "catboost"
+    wrapper = CatBoostModel
 
-    def prepare(self, model, *, feature_names=None, classes=None, task=None):
+    def is_native(self, model) -> bool:
         import catboost
 
-        if isinstance(model, (catboost.CatBoostClassifier, catboost.CatBoostRegressor)) or not isinstance(
-                model, catboost.CatBoost):
-            return super().prepare(model, feature_names=feature_names, classes=classes, task=task)
-        loss = str(model.get_all_params()["loss_function"]).split(":")[0]
+        # The scikit-learn API classes are CatBoost subclasses.
+        return isinstance(model, catboost.CatBoost) and not isinstance(
+            model, (catboost.CatBoostClassifier, catboost.CatBoostRegressor))
+
+    def read(self, booster) -> BoosterReading:
+        loss = str(booster.get_all_params()["loss_function"]).split(":")[0]
         found = "classification" if loss in _CLASSIFYING else "regression"
-        fitted_classes = getattr(model, "classes_", None)
+        fitted_classes = getattr(booster, "classes_", None)
         own_classes = [] if fitted_classes is None else list(fitted_classes)
         n_classes = len(own_classes) if found == "classification" else 0
-        task, classes, names = resolve(f"catboost.CatBoost (loss {loss})", task, found, n_classes,
-                                       classes if classes is not None else own_classes or None,
-                                       _named(model), len(model.feature_names_), feature_names)
-        return CatBoostModel(model, task, classes, names)
+        return BoosterReading(f"catboost.CatBoost (loss {loss})", found, n_classes, _named(booster),
+                              len(booster.feature_names_), own_classes or None)
 
     def describe(self, model, feature_names=None, sample=None):
-        if isinstance(model, CatBoostModel):
-            return model.info()
-        if feature_names is None and final_step(model) is model:
+        if feature_names is None and not isinstance(model, NativeModel) and final_step(model) is model:
             # CatBoost keeps a DataFrame's column names in feature_names_, not feature_names_in_.
             feature_names = _named(model)
         return super().describe(model, feature_names, sample)
 
-    def to_onnx(self, model, info) -> bytes:
+    def booster_to_onnx(self, booster, info) -> bytes:
         from catboost.utils import convert_to_onnx_object
 
-        if final_step(model) is not model:
-            from skl2onnx import get_latest_tested_opset_version
-
-            from ..compile import convert_sklearn
-
-            _register_converters()
-            opsets = {"": get_latest_tested_opset_version(), "ai.onnx.ml": ML_OPSET}
-            return convert_sklearn(model, info, target_opset=opsets, classifier=final_step(model))
-        graph = convert_to_onnx_object(model.booster if isinstance(model, CatBoostModel) else model)
+        graph = convert_to_onnx_object(booster)
         _bare_outputs(graph, info)
         return graph.SerializeToString()
+
+    def estimator_to_onnx(self, model, info) -> bytes:
+        if final_step(model) is model:
+            return self.booster_to_onnx(model, info)
+        return super().estimator_to_onnx(model, info)
+
+    def register_converters(self) -> None:
+        _register_converters()
 
 
 def _named(model) -> list[str] | None:

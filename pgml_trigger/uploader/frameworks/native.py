@@ -5,15 +5,27 @@ predict() of their own kind (a DMatrix, probabilities of the positive class only
 such a booster into the framework's subclass of ``NativeModel``, and that is what is described, checked
 against its ONNX graph, stored in the joblib payload and, where the graph does not score, called by the
 server's scikit-learn engine like any estimator.
+
+``BoosterFramework`` is what such a library's framework shares: a native booster is read (``read``) and
+wrapped, described by its wrapper, converted by the library's own converter, and bounded by its split
+thresholds; the library's scikit-learn API goes the scikit-learn way, through skl2onnx with the library's
+converter registered. A library's module gives only what is its own.
 """
 
 from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from ...errors import InvalidModel
 from ...schema import NUMBER, FeatureSchema
-from ..describe import ModelInfo
+from ..describe import ModelInfo, feature_names_of
+from . import Framework, final_step
+
+# onnxmltools' tree converters write ai.onnx.ml operators of this version; skl2onnx must not ask for newer.
+ML_OPSET = 3
 
 
 class NativeModel:
@@ -46,36 +58,106 @@ class NativeModel:
         return ModelInfo(task=self.task, classes=classes, schema=schema)
 
 
+@dataclass(frozen=True)
+class BoosterReading:
+    """What a native booster says of itself."""
+
+    kind: str  # how messages name it: "xgboost.Booster (objective reg:squarederror)"
+    task: str | None  # from its objective; None when that neither classifies nor regresses
+    n_classes: int
+    feature_names: list[str] | None  # None when the library made them up
+    n_features: int
+    classes: list | None = None  # the labels it was trained on, where it keeps them
+
+
+class BoosterFramework(Framework):
+    """A library with a native booster and a scikit-learn API; subclasses give what is the library's own."""
+
+    wrapper: type[NativeModel]  # the NativeModel subclass a native booster is stored and scored as
+
+    def is_native(self, model) -> bool:
+        """Whether ``model`` is the library's own booster (``xgboost.Booster``, ...), not its scikit-learn API."""
+        return isinstance(model, importlib.import_module(self.library).Booster)
+
+    def read(self, booster) -> BoosterReading:
+        raise NotImplementedError
+
+    def booster_to_onnx(self, booster, info: ModelInfo) -> bytes:
+        raise NotImplementedError
+
+    def register_converters(self) -> None:
+        """Register the library's converter with skl2onnx for its scikit-learn API classes."""
+        raise NotImplementedError
+
+    def booster_of(self, estimator):
+        """The booster inside a scikit-learn API estimator."""
+        return estimator
+
+    def booster_bounds(self, booster, n_features: int):
+        """Per-feature (low, high) around the booster's split thresholds; None where they are not read."""
+        return None
+
+    def prepare(self, model, *, feature_names=None, classes=None, task=None):
+        if not self.is_native(model):
+            return super().prepare(model, feature_names=feature_names, classes=classes, task=task)
+        task, classes, names = resolve(self.read(model), task, classes, feature_names)
+        return self.wrapper(model, task, classes, names)
+
+    def describe(self, model, feature_names=None, sample=None) -> ModelInfo:
+        if isinstance(model, NativeModel):
+            return model.info()
+        return super().describe(model, feature_names, sample)
+
+    def to_onnx(self, model, info: ModelInfo) -> bytes:
+        if isinstance(model, NativeModel):
+            return self.booster_to_onnx(model.booster, info)
+        return self.estimator_to_onnx(model, info)
+
+    def estimator_to_onnx(self, model, info: ModelInfo) -> bytes:
+        """The scikit-learn API model, alone or ending a pipeline, as one skl2onnx graph."""
+        from skl2onnx import get_latest_tested_opset_version
+
+        from ..compile import convert_sklearn
+
+        self.register_converters()
+        opsets = {"": get_latest_tested_opset_version(), "ai.onnx.ml": ML_OPSET}
+        return convert_sklearn(model, info, target_opset=opsets, classifier=final_step(model))
+
+    def feature_bounds(self, model, n_features: int):
+        if isinstance(model, NativeModel):
+            booster = model.booster
+        elif final_step(model) is model:
+            booster = self.booster_of(model)
+        else:  # in a pipeline the thresholds are in the space of its last transform: a leading scaler's ranges
+            return super().feature_bounds(model, n_features)
+        return self.booster_bounds(booster, n_features)
+
+
 def both_classes(positive: np.ndarray) -> np.ndarray:
     """[N, 2] probabilities from a binary booster's probability of the second class."""
     positive = np.asarray(positive, dtype=np.float64).reshape(-1)
     return np.column_stack([1.0 - positive, positive])
 
 
-def resolve(kind: str, task: str | None, found_task: str | None, n_classes: int, classes,
-            names: list[str] | None, n_features: int, feature_names) -> tuple[str, list | None, list[str]]:
+def resolve(booster: BoosterReading, task: str | None, classes, feature_names) -> tuple[str, list | None, list[str]]:
     """(task, classes, feature names) of a native booster, from what it says and the upload's arguments."""
-    if found_task is None:
+    kind = booster.kind
+    if booster.task is None:
         raise InvalidModel(f"cannot tell whether this {kind} classifies or regresses from its objective; "
                            "only classification (binary, multiclass with probabilities) and regression objectives "
                            "are supported")
-    if task is not None and task != found_task:
-        raise InvalidModel(f"task={task!r}, but the {kind}'s objective is {found_task}")
-    if found_task == "classification":
-        classes = list(classes) if classes is not None else list(range(n_classes))
-        if len(classes) != n_classes:
-            raise InvalidModel(f"classes= names {len(classes)} classes; the {kind} has {n_classes}")
+    if task is not None and task != booster.task:
+        raise InvalidModel(f"task={task!r}, but the {kind}'s objective is {booster.task}")
+    classes = classes if classes is not None else booster.classes
+    if booster.task == "classification":
+        classes = list(classes) if classes is not None else list(range(booster.n_classes))
+        if len(classes) != booster.n_classes:
+            raise InvalidModel(f"classes= names {len(classes)} classes; the {kind} has {booster.n_classes}")
     elif classes is not None:
         raise InvalidModel(f"classes= given for a regressor ({kind})")
-    if feature_names is not None:
-        names = [str(name) for name in feature_names]
-        if len(names) != n_features:
-            raise InvalidModel(f"feature_names has {len(names)} names but the {kind} takes {n_features} features")
-    elif names is None:
-        names = [f"x{i}" for i in range(n_features)]
-    if len(set(names)) != len(names):
-        raise InvalidModel(f"feature names must be unique: {names}")
-    return found_task, classes, names
+    names = feature_names_of(feature_names, booster.n_features, carried=booster.feature_names,
+                             takes=f"the {kind} takes")
+    return booster.task, classes, names
 
 
 def split_bounds(thresholds_by_feature, names: list[str]):

@@ -13,11 +13,8 @@ from functools import cache
 
 import numpy as np
 
-from . import Framework, final_step, register_with_skl2onnx
-from .native import NativeModel, both_classes, resolve, split_bounds
-
-# onnxmltools' tree converters write ai.onnx.ml operators of this version; skl2onnx must not ask for newer.
-ML_OPSET = 3
+from . import final_step, register_with_skl2onnx
+from .native import BoosterFramework, BoosterReading, NativeModel, both_classes, split_bounds
 
 
 class XGBoostBooster(NativeModel):
@@ -31,16 +28,13 @@ class XGBoostBooster(NativeModel):
         return both_classes(scores) if scores.ndim == 1 else np.asarray(scores, dtype=np.float64)
 
 
-class XGBoostFramework(Framework):
+class XGBoostFramework(BoosterFramework):
     name = "xgboost"
     library = "xgboost"
+    wrapper = XGBoostBooster
 
-    def prepare(self, model, *, feature_names=None, classes=None, task=None):
-        import xgboost
-
-        if not isinstance(model, xgboost.Booster):
-            return super().prepare(model, feature_names=feature_names, classes=classes, task=task)
-        learner = json.loads(model.save_config())["learner"]
+    def read(self, booster) -> BoosterReading:
+        learner = json.loads(booster.save_config())["learner"]
         objective = learner["objective"]["name"]
         n_classes = int(learner["learner_model_param"].get("num_class", "0"))
         if objective == "binary:logistic":
@@ -51,45 +45,35 @@ class XGBoostFramework(Framework):
             found = "regression"
         else:
             found = None
-        task, classes, names = resolve(f"xgboost.Booster (objective {objective})", task, found, n_classes, classes,
-                                       model.feature_names, model.num_features(), feature_names)
-        return XGBoostBooster(model, task, classes, names)
+        return BoosterReading(f"xgboost.Booster (objective {objective})", found, n_classes, booster.feature_names,
+                              booster.num_features())
 
-    def describe(self, model, feature_names=None, sample=None):
-        if isinstance(model, XGBoostBooster):
-            return model.info()
-        return super().describe(model, feature_names, sample)
-
-    def to_onnx(self, model, info) -> bytes:
+    def booster_to_onnx(self, booster, info) -> bytes:
+        """onnxmltools reads the trees' dump, where features must be called f0, f1, ...: it converts a copy whose
+        booster has no feature names (the graph takes the features by position anyway)."""
         from onnxmltools.convert import convert_xgboost
         from onnxmltools.convert.common.data_types import FloatTensorType
 
-        # onnxmltools reads the trees' dump, where features must be called f0, f1, ...: convert a copy whose
-        # booster has no feature names (the graph takes the features by position anyway).
-        model = copy.deepcopy(model)
-        if isinstance(model, XGBoostBooster):
-            model.booster.feature_names = None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                graph = convert_xgboost(model.booster, initial_types=[
-                    ("features", FloatTensorType([None, len(info.schema.names)]))])
-            return graph.SerializeToString()
-        from skl2onnx import get_latest_tested_opset_version
+        booster = copy.deepcopy(booster)
+        booster.feature_names = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = convert_xgboost(booster, initial_types=[
+                ("features", FloatTensorType([None, len(info.schema.names)]))])
+        return graph.SerializeToString()
 
-        from ..compile import convert_sklearn
-
+    def estimator_to_onnx(self, model, info) -> bytes:
+        model = copy.deepcopy(model)  # its booster without feature names, for the reason booster_to_onnx() gives
         final_step(model).get_booster().feature_names = None
-        _register_converters()
-        opsets = {"": get_latest_tested_opset_version(), "ai.onnx.ml": ML_OPSET}
-        return convert_sklearn(model, info, target_opset=opsets, classifier=final_step(model))
+        return super().estimator_to_onnx(model, info)
 
-    def feature_bounds(self, model, n_features: int):
-        if isinstance(model, XGBoostBooster):
-            booster = model.booster
-        elif final_step(model) is model:
-            booster = model.get_booster()
-        else:  # in a pipeline the thresholds are in the space of its last transform: a leading scaler's ranges
-            return super().feature_bounds(model, n_features)
+    def register_converters(self) -> None:
+        _register_converters()
+
+    def booster_of(self, estimator):
+        return estimator.get_booster()
+
+    def booster_bounds(self, booster, n_features: int):
         trees = booster.trees_to_dataframe()
         splits = trees[trees["Feature"] != "Leaf"]
         names = booster.feature_names or [f"f{i}" for i in range(n_features)]
