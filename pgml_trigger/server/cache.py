@@ -97,7 +97,7 @@ class ModelCache:
             model = self._refs[model_ref] = self._fetch(self.catalog.resolve(model_ref), defer=not build_graph)
         self._loaded.move_to_end(model.key)
         if model.graph_later is not None and build_graph is not False and (
-                build_graph or model.usage[3] >= model.graph_after):
+                build_graph or model.usage.seconds >= model.graph_after):
             self._build_graph(model)
         return model
 

@@ -92,7 +92,7 @@ def _inputs(model, features, columns=None):
             return from_mapping(model.schema, features, model.label, columns)
         return from_positional(model.schema, features, model.label, columns)
     except PgmlTriggerError:
-        model.usage[2] += 1
+        model.usage.errors += 1
         raise
 
 
@@ -350,7 +350,7 @@ def _typed_inputs(model, numbers, texts, columns):
     try:
         return from_typed_arrays(model.schema, numbers, texts, model.label, columns)
     except PgmlTriggerError:
-        model.usage[2] += 1
+        model.usage.errors += 1
         raise
 
 
