@@ -29,7 +29,7 @@ class LoadedModel:
     # Where rows with a missing value go when the compiled graph would score them unlike scikit-learn:
     # loads the joblib payload the first time such a row comes (not counted in payload_bytes).
     missing_value_engine: Callable[[], SklearnEngine] | None = None
-    # A big compiled graph not built yet (cache.defers_graph): what builds it, once usage.seconds (spent
+    # A big compiled graph not built yet (load_plan.defers_graph): what builds it, once usage.seconds (spent
     # scoring) reaches graph_after; until then ``engine`` is the model's own payload.
     graph_later: Callable[[], tuple[OnnxEngine, int]] | None = None
     graph_after: float = 0.0
