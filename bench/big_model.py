@@ -13,7 +13,7 @@ joblib, stored compressed (pgml_trigger/formats.py COMPRESS_ABOVE), and a
   best of three in this process, and the best of three first times, each in
   a new Python process;
 * a new backend's first request, a one-row ``predict`` (the faster of two
-  backends): the forest's graph is big enough to wait (server/cache.py
+  backends): the forest's graph is big enough to wait (server/load_plan.py
   ``defers_graph``), so its own payload loads and scores first; the next
   statements' time on it; and then ``warm_up``, which builds the graph there;
 * a pool's path: a new backend's ``warm_up`` (graph built at once) then one

@@ -112,6 +112,17 @@ def test_skl2onnx_default_export_with_int64_labels(conn):
                       numeric_labels=True)
 
 
+def test_an_uploaded_graph_past_the_deferral_size_is_scored_by_itself(conn):
+    """A graph as its converter emitted it has no payload of its own to score first, however big it is: the
+    deferral (pgml_trigger.defer_graph_mb) never applies to it, at upload or when scoring."""
+    conn.execute(f"ALTER DATABASE {conn.info.dbname} SET pgml_trigger.defer_graph_mb = 0")
+    X, y = trained.breast_cancer()
+    model = RandomForestClassifier(n_estimators=5, random_state=0).fit(X.to_numpy(), y.to_numpy())
+    upload(conn, "bc", to_onnx(model, X.to_numpy().astype(np.float32)), feature_names=list(X.columns))
+    _check_classifier(conn, "bc", X, model.predict(X.to_numpy()), model.predict_proba(X.to_numpy()),
+                      numeric_labels=True)
+
+
 def test_skl2onnx_default_export_of_a_regressor_with_double_input(conn):
     X, _ = trained.diabetes()
     model = trained.diabetes_ridge()

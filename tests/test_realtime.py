@@ -11,7 +11,7 @@ from psycopg import sql
 from sklearn.linear_model import LinearRegression
 
 from pgml_trigger import upload
-from pgml_trigger.server import cache, generation
+from pgml_trigger.server import generation, load_plan
 
 
 def _versioned(version: int) -> LinearRegression:
@@ -93,7 +93,7 @@ def test_a_big_graph_waits_until_the_model_has_scored_as_long_as_building_it_tak
     conn.execute(sql.SQL("ALTER DATABASE {} SET pgml_trigger.defer_graph_mb = 0").format(
         sql.Identifier(conn.info.dbname)))
     graph_bytes = conn.execute("SELECT octet_length(compiled_payload) FROM pgml_trigger.models").fetchone()[0]
-    budget = graph_bytes / 2**20 * cache.GRAPH_SECONDS_PER_MB
+    budget = graph_bytes / 2**20 * load_plan.GRAPH_SECONDS_PER_MB
     session = connect()
     paths, predictions, spent = [], [], []  # spent: seconds the backend has scored the model with
     for i in range(len(X)):

@@ -81,9 +81,6 @@ class Catalog:
         payload, self._fetched = self._fetched, None
         return payload
 
-    def compiled_payload(self, name: str, version: int) -> bytes:
-        return self.payload(name, version, compiled=True)
-
     def fetch_payload(self, name: str, version: int, compiled: bool) -> int:
         """The body of pgml_trigger._fetch_payload(): keep the payload for payload(), give SQL its length."""
         self._fetched = self._execute("server_payload_read", ["text", "int4", "bool"],

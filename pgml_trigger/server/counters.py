@@ -14,23 +14,38 @@ import json
 import os
 import time
 from collections import Counter
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 DIRECTORY = Path("pg_stat_tmp") / "pgml_trigger"
 PUBLISH_EVERY_S = 1.0
 
 
+@dataclass
+class Usage:
+    """One model's scoring in this backend. Slots: it is updated on every call, the hot path."""
+
+    __slots__ = ("calls", "rows", "errors", "seconds")
+    calls: int
+    rows: int
+    errors: int  # calls refused: by the feature checks or by the model
+    seconds: float  # spent in the engines
+
+
 class Counters:
     def __init__(self, database_oid: int):
-        self.usage: dict[tuple[str, int], list] = {}  # (name, version) -> [calls, rows, errors, seconds]
+        self.usage: dict[tuple[str, int], Usage] = {}
         self.loads: Counter[tuple[str, int]] = Counter()
         self.load_seconds: Counter[tuple[str, int]] = Counter()  # seconds spent loading into the cache
         self.directory = DIRECTORY / str(database_oid)
         self._file = self.directory / f"{os.getpid()}-{time.time_ns() // 1000}.json"
         self._published = 0.0
 
-    def for_model(self, name: str, version: int) -> list:
-        return self.usage.setdefault((name, version), [0, 0, 0, 0.0])
+    def for_model(self, name: str, version: int) -> Usage:
+        usage = self.usage.get((name, version))
+        if usage is None:
+            usage = self.usage[name, version] = Usage(calls=0, rows=0, errors=0, seconds=0.0)
+        return usage
 
     def publish_if_due(self) -> None:
         if time.monotonic() - self._published >= PUBLISH_EVERY_S:
@@ -41,7 +56,9 @@ class Counters:
         keys = set(self.usage) | set(self.loads)
         if not keys:
             return
-        snapshot = {f"{name}@{version}": [*self.usage.get((name, version), [0, 0, 0, 0.0]),
+        unused = Usage(calls=0, rows=0, errors=0, seconds=0.0)  # loaded, never scored
+        # A model's line: calls, rows, errors, seconds, loads, load_seconds (what totals() reads).
+        snapshot = {f"{name}@{version}": [*astuple(self.usage.get((name, version), unused)),
                                           self.loads[name, version], self.load_seconds[name, version]]
                     for name, version in keys}
         try:

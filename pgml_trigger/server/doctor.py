@@ -4,17 +4,20 @@ what it stores intact?
 Each version is loaded the way scoring would load it (policy, HMAC, checksums, deserialization, the
 strict_versions setting), one at a time and outside the backend's cache, so that nothing stays in memory.
 A load reads one payload; the sha256 of both, the original and the compiled one, is checked for every
-version, and a mismatch is reported as corruption of that version.
+version, and a mismatch is reported as corruption of that version. Which engines a backend scores a
+version with, and so whose library versions matter, is load_plan's answer, the one the cache acts on.
 """
 
 from __future__ import annotations
 
 import json
 
-from .. import formats
 from ..errors import ModelLoadFailed, PgmlTriggerError
-from .cache import ModelCache, defers_graph, recorded_libraries, server_version
+from ..libraries import installed_version
+from . import load_plan
+from .cache import ModelCache
 from .features import from_mapping
+from .load_plan import LoadPolicy
 
 
 def doctor(cache: ModelCache) -> list[tuple]:
@@ -24,20 +27,16 @@ def doctor(cache: ModelCache) -> list[tuple]:
     rows = []
     for name, version, payload_intact, compiled_intact in cache.catalog.stored_payloads():
         meta = cache.catalog.resolve(f"{name}@{version}")
-        checks = cache.catalog.load_checks(name, version)
-        allowed_formats = formats.parse_allowed(checks["allowed_formats"])
-        onnx_scores = meta.format == "onnx" or (meta.compiled_format == "onnx" and "onnx" in allowed_formats)
-        allowed = meta.format in allowed_formats or (meta.format != "onnx" and onnx_scores)
+        policy = LoadPolicy.read(cache.catalog, meta)
         try:
-            loaded = cache.load_uncached(meta)
-            loads, error, path = True, None, loaded.scoring_path
+            path = cache.load_uncached(meta).scoring_path
+            plan = load_plan.plan(meta, policy)  # as a backend's scoring loads it: a big graph waits
+            loads, error = True, None
         except PgmlTriggerError as exc:
-            loads, error, path = False, exc.message, None
-        deserialized = meta.format != "onnx" and (path == "sklearn" or loaded_with_fallback(meta, path)
-                                                  or (path == "onnx" and defers_graph(meta, checks)))
-        differing = [f"loads under {library} {server_version(library)}, saved with {recorded}"
-                     for library, recorded in recorded_libraries(checks).items()
-                     if deserialized and server_version(library) != recorded]
+            loads, error, path, plan = False, exc.message, None, None
+        differing = [f"loads under {library} {installed_version(library)}, saved with {recorded}"
+                     for library, recorded in (plan.libraries if plan else {}).items()
+                     if installed_version(library) != recorded]
         damaged = [what for what, intact in (("payload", payload_intact), ("compiled payload", compiled_intact))
                    if not intact]
         if damaged:
@@ -48,19 +47,15 @@ def doctor(cache: ModelCache) -> list[tuple]:
             verdict = "will not load"
         elif differing:
             verdict = "; ".join(differing) + ": predictions may differ"
-        elif meta.format not in allowed_formats and loaded_with_fallback(meta, path):
+        elif plan.missing_values_to_own and not policy.allows(meta.format):
             verdict = f"ok, on ONNX; rows with a missing value are refused ({meta.format} is not allowed)"
         else:
             verdict = "ok"
         server_sklearn = sklearn.__version__ if meta.format != "onnx" else None
-        rows.append((name, version, meta.format, path, allowed, loads, error, checks["sklearn_version"],
-                     server_sklearn, checks["numpy_version"], numpy.__version__, verdict))
+        rows.append((name, version, meta.format, path, load_plan.allowed(meta, policy), loads, error,
+                     policy.recorded.sklearn_version, server_sklearn, policy.recorded.numpy_version,
+                     numpy.__version__, verdict))
     return rows
-
-
-def loaded_with_fallback(meta, path) -> bool:
-    """Scored by ONNX, but rows with a missing value go to the deserialized payload."""
-    return path == "onnx" and meta.format != "onnx" and meta.schema.accepts_nan and not meta.compiled_handles_nan
 
 
 def check_version(cache: ModelCache, name: str, version: int, rows_json: str | None) -> str:
@@ -69,10 +64,8 @@ def check_version(cache: ModelCache, name: str, version: int, rows_json: str | N
     meta = cache.catalog.resolve(f"{name}@{version}")
     model = cache.load_uncached(meta)
     engines = [model.engine]
-    if model.missing_value_engine is not None:  # rows with a missing value will need the deserialized payload
-        engines.append(model.missing_value_engine())
-    elif model.scoring_path == "onnx" and defers_graph(meta, cache.catalog.load_checks(name, version)):
-        engines.append(cache.own_engine(meta))  # a backend's first predictions come from it
+    if load_plan.plan(meta, LoadPolicy.read(cache.catalog, meta)).own_payload_too:
+        engines.append(cache.own_engine(meta))  # a backend's first predictions, or its rows with a missing value
     rows = [from_mapping(meta.schema, row, model.label) for row in json.loads(rows_json or "[]")]
     for engine in engines if rows else ():
         try:

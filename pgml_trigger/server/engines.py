@@ -39,16 +39,12 @@ def onnx_session(payload: bytes):
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     # The default level (all) adds rewrites for neural networks' layouts, which tree ensembles and the graphs
-    # skl2onnx writes for pipelines do not use, and they cost creation time: a 20-tree forest's session took
-    # 0.37-0.44 s at basic against 0.42-0.68 s (three runs each, new processes). With 300 trees the two are
-    # within run-to-run noise (bench/big_model.py: 3.8 s and 3.7 s, 7.8 s and 7.0 s first in a process),
-    # almost all of it onnxruntime building the trees. With 300 and 100 trees and a scaler+logistic
-    # regression, basic runs rows as fast and predicts the same. Basic keeps the rewrites any graph can use
-    # (constant folding, redundant nodes); disable-all was no faster.
+    # skl2onnx writes for pipelines do not use, and they cost session creation time without scoring rows any
+    # faster (README, Big models). Basic keeps the rewrites any graph can use (constant folding, redundant nodes).
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
     session = onnxruntime.InferenceSession(payload, options, providers=["CPUExecutionProvider"])
     # onnxruntime's Python session keeps the bytes it was made from, only to make itself again when its
-    # providers change, which never happens here: for a 300-tree forest, 309 MB held for as long as the
+    # providers change, which never happens here: a big graph's bytes would stay in memory for as long as the
     # model stays cached in the backend.
     session._model_bytes = None
     return session

@@ -107,7 +107,7 @@ def _counted_as_error(model):
     try:
         yield
     except PgmlTriggerError:
-        model.usage[2] += 1
+        model.usage.errors += 1
         raise
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ModelRejectedInput, WrongModelKind
 from ..schema import FeatureSchema, is_number
+from .counters import Usage
 from .engines import REJECTED_INPUT, OnnxEngine, SklearnEngine
 
 
@@ -24,11 +25,11 @@ class LoadedModel:
     schema: FeatureSchema
     engine: OnnxEngine | SklearnEngine
     payload_bytes: int
-    usage: list  # [calls, rows, errors, seconds] of this model in this backend: counters.py
+    usage: Usage  # of this model in this backend
     # Where rows with a missing value go when the compiled graph would score them unlike scikit-learn:
     # loads the joblib payload the first time such a row comes (not counted in payload_bytes).
     missing_value_engine: Callable[[], SklearnEngine] | None = None
-    # A big compiled graph not built yet (cache.defers_graph): what builds it, once usage[3] (seconds spent
+    # A big compiled graph not built yet (load_plan.defers_graph): what builds it, once usage.seconds (spent
     # scoring) reaches graph_after; until then ``engine`` is the model's own payload.
     graph_later: Callable[[], tuple[OnnxEngine, int]] | None = None
     graph_after: float = 0.0
@@ -125,11 +126,11 @@ class LoadedModel:
         try:
             result = getattr(engine, method)(rows)
         except REJECTED_INPUT as exc:
-            usage[2] += 1
+            usage.errors += 1
             raise ModelRejectedInput(f"model {self.label} rejected the input: {exc}") from exc
-        usage[0] += 1
-        usage[1] += len(rows) if method.endswith("_rows") else 1
-        usage[3] += time.perf_counter() - started
+        usage.calls += 1
+        usage.rows += len(rows) if method.endswith("_rows") else 1
+        usage.seconds += time.perf_counter() - started
         return result
 
 
