@@ -3,6 +3,7 @@
     python -m bench [--venv DIR] [--rows-per-row 20000] [--rows-batch 1000000] [--rows-trigger 100000]
     python -m bench --only realtime
     python -m bench --only big
+    python -m bench --only scan [--scan-rows 20000]
 
 Starts a throwaway PostgreSQL (LocalCluster), installs pgml_trigger into it,
 uploads three breast-cancer classifiers (StandardScaler+LogisticRegression,
@@ -32,6 +33,9 @@ measures, one model at a time (the per-row and trigger figures also for a
 * big model: a 300-tree forest's upload, first load and per-statement cost
   against the real-time section's forest (bench/big_model.py; alone:
   ``python -m bench --only big``);
+* scan: four classifiers over a 200,000-row table of generated rows, by orbital's
+  SQL and by pgml_trigger's predict and predict_batch forms, with and without
+  parallel workers (bench/scan.py; alone: ``python -m bench --only scan``);
 * memory: one backend's RSS with one and with ten models cached.
 
 Prints a table of figures and ratios against the targets of issue 3, and
@@ -47,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import big_model, realtime
+from . import big_model, realtime, scan
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -76,13 +80,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="measured seconds per client count in the SQL vs HTTP service comparison")
     parser.add_argument("--realtime-seconds", type=int, default=5,
                         help="measured seconds per pgbench run in the real-time section (each run is the best of two)")
-    parser.add_argument("--only", choices=["realtime", "big"],
+    parser.add_argument("--scan-rows", type=int, default=200_000, help="rows of the scan section's table")
+    parser.add_argument("--scan-runs", type=int, default=3, help="rounds of the scan section (each figure the best)")
+    parser.add_argument("--only", choices=["realtime", "big", "scan"],
                         help="run one section alone (its figures go to bench/results/<section>.json)")
     args = parser.parse_args(argv)
     if args.only == "realtime":
         return _realtime_only(args)
     if args.only == "big":
         return _big_only(args)
+    if args.only == "scan":
+        return _scan_only(args)
 
     import psycopg
 
@@ -90,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     from pgml_trigger.localcluster import LocalCluster
 
     models, X = _train()
+    print(f"[scan] training on {args.scan_rows:,} generated rows ...", flush=True)
+    scan_models, scan_X = scan.train(args.scan_rows)
     with LocalCluster() as cluster:
         dsn = cluster.dsn("postgres")
         print(f"installing into a throwaway cluster on port {cluster.port} ...", flush=True)
@@ -119,14 +129,26 @@ def main(argv: list[str] | None = None) -> int:
                                                seconds=args.realtime_seconds)
             print(f"[big] a {big_model.TREES}-tree forest: upload, first load, per statement ...", flush=True)
             results["big_model"] = big_model.run(conn, dsn, "big", *big_model.train(), small="forest")
+            print(f"[scan] {args.scan_rows:,} rows: orbital's SQL, predict and predict_batch ...", flush=True)
+            scan.prepare(conn, scan_models, scan_X)
+            results["scan"] = scan.run(dsn, scan_models, scan_X, runs=args.scan_runs)
             print(f"[forest] backend memory with 1 and {MEMORY_MODELS} models cached ...", flush=True)
             results["memory"] = _memory(conn, dsn, models["forest"], X)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    for section in ("realtime", "big_model", "scan"):
+        _write(section, results[section])
+    _write("results", results)
     print(_report(results))
     _plot(results, RESULTS / "bench.png")
-    print(f"wrote {RESULTS / 'results.json'} and {RESULTS / 'bench.png'}")
+    print(f"wrote {RESULTS / 'bench.png'}")
     return 0
+
+
+def _write(section: str, results: dict) -> None:
+    """A section's figures to bench/results/<section>.json."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{section}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
 
 
 def _realtime_only(args) -> int:
@@ -169,10 +191,29 @@ def _section_only(args, section: str, measure, report) -> int:
             upload(conn, "forest", forest, feature_names=FEATURES, sample=X)
             realtime.prepare(conn, X, FEATURES)
             results = measure(conn, dsn, cluster.bindir, forest, X)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{section}.json").write_text(json.dumps(results, indent=2) + "\n")
     print("\n".join(["", *report(results)]))
-    print(f"wrote {RESULTS / f'{section}.json'}")
+    _write(section, results)
+    return 0
+
+
+def _scan_only(args) -> int:
+    """The scan section alone on a throwaway cluster: bench/results/scan.json."""
+    import psycopg
+
+    from pgml_trigger.admin.install import install
+    from pgml_trigger.localcluster import LocalCluster
+
+    print(f"[scan] training on {args.scan_rows:,} generated rows ...", flush=True)
+    models, X = scan.train(args.scan_rows)
+    with LocalCluster() as cluster:
+        dsn = cluster.dsn("postgres")
+        print(f"installing into a throwaway cluster on port {cluster.port} ...", flush=True)
+        install(dsn, venv=args.venv, log=lambda message: None)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            scan.prepare(conn, models, X)
+        results = scan.run(dsn, models, X, runs=args.scan_runs)
+    print("\n".join(["", *scan.report(results)]))
+    _write("scan", results)
     return 0
 
 
@@ -507,6 +548,7 @@ def _report(results: dict) -> str:
                      f"{verdicts}")
     lines += ["", *realtime.report(results["realtime"])]
     lines += ["", *big_model.report(results["big_model"])]
+    lines += ["", *scan.report(results["scan"])]
     memory = results["memory"]
     lines += ["", f"memory: one backend's RSS {memory['bootstrapped_mib']:.0f} MiB bootstrapped, "
                   f"{memory['one_model_mib']:.0f} MiB with one model, {memory['all_models_mib']:.0f} MiB with "
