@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--service-seconds", type=int, default=10,
                         help="measured seconds per client count in the SQL vs HTTP service comparison")
     parser.add_argument("--realtime-seconds", type=int, default=5,
-                        help="measured seconds per pgbench run in the real-time section (each run is the best of two)")
+                        help="measured seconds per pgbench run in the real-time section")
+    parser.add_argument("--realtime-rounds", type=int, default=3,
+                        help="interleaved rounds of the real-time section's pgbench runs and backend CPU counts "
+                             "(each figure the median round's, with the spread)")
     parser.add_argument("--scan-rows", type=int, default=200_000, help="rows of the scan section's table")
     parser.add_argument("--scan-runs", type=int, default=3, help="rounds of the scan section (each figure the best)")
     parser.add_argument("--only", choices=["realtime", "big", "scan"],
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             print("[forest] real-time: one row per statement, by position and by name ...", flush=True)
             realtime.prepare(conn, X, FEATURES)
             results["realtime"] = realtime.run(conn, dsn, cluster.bindir, "forest", models["forest"], X, FEATURES,
-                                               seconds=args.realtime_seconds)
+                                               seconds=args.realtime_seconds, rounds=args.realtime_rounds)
             print(f"[big] a {big_model.TREES}-tree forest: upload, first load, per statement ...", flush=True)
             results["big_model"] = big_model.run(conn, dsn, "big", *big_model.train(), small="forest")
             print(f"[scan] {args.scan_rows:,} rows: orbital's SQL, predict and predict_batch ...", flush=True)
@@ -157,7 +160,8 @@ def _write(section: str, results: dict) -> None:
 def _realtime_only(args) -> int:
     def measure(conn, dsn, bindir, forest, X):
         print("[forest] real-time: one row per statement, by position and by name ...", flush=True)
-        return realtime.run(conn, dsn, bindir, "forest", forest, X, FEATURES, seconds=args.realtime_seconds)
+        return realtime.run(conn, dsn, bindir, "forest", forest, X, FEATURES, seconds=args.realtime_seconds,
+                            rounds=args.realtime_rounds)
 
     return _section_only(args, "realtime", measure, realtime.report)
 

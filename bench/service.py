@@ -30,6 +30,7 @@ from .pgbench import steady_state
 HERE = Path(__file__).resolve().parent
 CLIENTS = (1, 4, 16)
 WARM_UP_S = 20  # added to each pgbench run: 16 new backends import the package and load the model first
+from .proc import rss_mib as rss
 
 
 def compare(dsn: str, bindir: Path, model: str, model_file: Path, table: str, columns: list[str], rows: int,
@@ -53,12 +54,6 @@ def compare(dsn: str, bindir: Path, model: str, model_file: Path, table: str, co
 def backend_rss(dsn: str, model_refs: list[str], features: list[float]) -> dict:
     """Resident memory (MiB) of one backend: bootstrapped, then with the first model, then with all cached."""
     import psycopg
-
-    def rss(pid: int) -> float:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no VmRSS for backend {pid}")
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
