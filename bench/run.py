@@ -551,17 +551,24 @@ def _report(results: dict) -> str:
                      f"{r['single_plain_rows_per_s']:.0f}, {r['single_trigger_rows_per_s']:.0f}, "
                      f"{r['single_statement_rows_per_s']:.0f}  "
                      f"row mode: {_verdict(None if target is None else r['share'] >= target)}")
-    lines += ["", "service: SQL predict (pgbench, prepared) vs Flask+gunicorn fetching the row and calling "
-                  "model.predict (wrk); random ids", f"  {'clients':>7} {'SQL/s':>8} {'HTTP/s':>8} {'ratio':>6} "
-                  f"{'SQL p50':>8} {'HTTP p50':>9} {'SQL p99':>8} {'HTTP p99':>9}  (ms)"]
+    lines += ["", "service: SQL predict (pgbench, prepared) vs Flask+gunicorn fetching the row and scoring it with "
+                  "scikit-learn's predict or with onnxruntime on the compiled graph (wrk); random ids",
+              f"  {'clients':>7}  {'':24}{'per s':>8} {'p50 ms':>8} {'p99 ms':>8} {'SQL x':>6}"]
     for r in results["service"]:
-        ratio = r["sql_per_s"] / r["http_per_s"]
-        verdicts = f"p99 lower: {_verdict(r['sql_p99_ms'] < r['http_p99_ms'])}"
-        if r["clients"] == 4:
-            verdicts = f"{SERVICE_THROUGHPUT_TARGET:.0f}x: {_verdict(ratio >= SERVICE_THROUGHPUT_TARGET)}, " + verdicts
-        lines.append(f"  {r['clients']:7d} {r['sql_per_s']:8.0f} {r['http_per_s']:8.0f} {ratio:5.1f}x "
-                     f"{r['sql_p50_ms']:8.2f} {r['http_p50_ms']:9.2f} {r['sql_p99_ms']:8.2f} {r['http_p99_ms']:9.2f}  "
-                     f"{verdicts}")
+        sql = r["sql"]
+        lines.append(f"  {r['clients']:7d}  {'SQL predict':24}{sql['per_s']:8.0f} {sql['p50_ms']:8.2f} "
+                     f"{sql['p99_ms']:8.2f}")
+        for key, label in (("http_sklearn", "HTTP, scikit-learn"), ("http_onnx", "HTTP, onnxruntime")):
+            http = r[key]
+            ratio = sql["per_s"] / http["per_s"]
+            verdicts = ""
+            if key == "http_sklearn":  # issue 3's targets are against the service as teams write it
+                verdicts = f"p99 lower: {_verdict(sql['p99_ms'] < http['p99_ms'])}"
+                if r["clients"] == 4:
+                    verdicts = (f"{SERVICE_THROUGHPUT_TARGET:.0f}x: "
+                                f"{_verdict(ratio >= SERVICE_THROUGHPUT_TARGET)}, " + verdicts)
+            lines.append(f"  {'':7}  {label:24}{http['per_s']:8.0f} {http['p50_ms']:8.2f} {http['p99_ms']:8.2f} "
+                         f"{ratio:5.1f}x  {verdicts}")
     lines += ["", *realtime.report(results["realtime"])]
     lines += ["", *big_model.report(results["big_model"])]
     lines += ["", *scan.report(results["scan"])]
@@ -610,10 +617,13 @@ def _plot(results: dict, path: Path) -> None:
         axis.legend(fontsize=8)
     clients = [r["clients"] for r in results["service"]]
     at = np.arange(len(clients))
-    service.bar(at - 0.2, [r["http_per_s"] for r in results["service"]], 0.4, label="HTTP service (Flask, gunicorn)")
-    service.bar(at + 0.2, [r["sql_per_s"] for r in results["service"]], 0.4, label="SQL predict (pgbench)")
+    for offset, (key, label) in zip((-width, 0, width), (("http_sklearn", "HTTP service, scikit-learn"),
+                                                         ("http_onnx", "HTTP service, onnxruntime"),
+                                                         ("sql", "SQL predict (pgbench)"))):
+        service.bar(at + offset, [r[key]["per_s"] for r in results["service"]], width, label=label)
     for i, r in enumerate(results["service"]):
-        service.annotate(f"p99 {r['sql_p99_ms']:.1f} vs {r['http_p99_ms']:.1f} ms", (i, r["sql_per_s"]),
+        service.annotate(f"p99 {r['sql']['p99_ms']:.1f} vs {r['http_sklearn']['p99_ms']:.1f}, "
+                         f"{r['http_onnx']['p99_ms']:.1f} ms", (i + width, r["sql"]["per_s"]),
                          ha="center", va="bottom", fontsize=7)
     service.set_xticks(at, [f"{c} clients" for c in clients])
     service.set_title("linear model by row id (requests/s)")
