@@ -5,6 +5,11 @@
     python -m bench --only big
     python -m bench --only scan [--scan-rows 20000]
 
+A quick run of every section, its figures kept out of bench/results/ (small and noisy):
+
+    python -m bench --rows-per-row 2000 --rows-batch 20000 --rows-trigger 5000 --scan-rows 20000 \
+        --scan-runs 1 --service-seconds 2 --realtime-seconds 1 --results /tmp/bench-quick
+
 Starts a throwaway PostgreSQL (LocalCluster), installs pgml_trigger into it,
 uploads three breast-cancer classifiers (StandardScaler+LogisticRegression,
 a 100-tree RandomForest, a HistGradientBoosting) fitted on numpy arrays, and
@@ -48,6 +53,7 @@ writes bench/results/bench.png and bench/results/results.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -88,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(each figure the median round's, with the spread)")
     parser.add_argument("--scan-rows", type=int, default=200_000, help="rows of the scan section's table")
     parser.add_argument("--scan-runs", type=int, default=3, help="rounds of the scan section (each figure the best)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="where the JSON files and the chart go (a quick run can leave bench/results/ alone)")
     parser.add_argument("--only", choices=["realtime", "big", "scan"],
                         help="run one section alone (its figures go to bench/results/<section>.json)")
     args = parser.parse_args(argv)
@@ -100,16 +108,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import psycopg
 
-    from pgml_trigger.admin.install import install
-    from pgml_trigger.localcluster import LocalCluster
-
     models, X = _train()
     print(f"[scan] training on {args.scan_rows:,} generated rows ...", flush=True)
     scan_models, scan_X = scan.train(args.scan_rows)
-    with LocalCluster() as cluster:
-        dsn = cluster.dsn("postgres")
-        print(f"installing into a throwaway cluster on port {cluster.port} ...", flush=True)
-        install(dsn, venv=args.venv, log=lambda message: None)
+    with _installed_cluster(args.venv) as (cluster, dsn):
         with psycopg.connect(dsn, autocommit=True) as conn:
             _prepare(conn, models, X, args)
             results = {"rows": vars(args) | {"venv": str(args.venv)}, "per_row": {}, "batch": {}, "trigger": {},
@@ -141,18 +143,32 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[forest] backend memory with 1 and {MEMORY_MODELS} models cached ...", flush=True)
             results["memory"] = _memory(conn, dsn, models["forest"], X)
     for section in ("realtime", "big_model", "scan"):
-        _write(section, results[section])
-    _write("results", results)
+        _write(args.results, section, results[section])
+    _write(args.results, "results", results)
     print(_report(results))
-    _plot(results, RESULTS / "bench.png")
-    print(f"wrote {RESULTS / 'bench.png'}")
+    _plot(results, args.results / "bench.png")
+    print(f"wrote {args.results / 'bench.png'}")
     return 0
 
 
-def _write(section: str, results: dict) -> None:
-    """A section's figures to bench/results/<section>.json."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{section}.json"
+@contextlib.contextmanager
+def _installed_cluster(venv: Path):
+    """A throwaway cluster with pgml_trigger installed (its server environment built in, or reused from,
+    ``venv``): the cluster and its superuser DSN."""
+    from pgml_trigger.admin.install import install
+    from pgml_trigger.localcluster import LocalCluster
+
+    with LocalCluster() as cluster:
+        dsn = cluster.dsn("postgres")
+        print(f"installing into a throwaway cluster on port {cluster.port} ...", flush=True)
+        install(dsn, venv=venv, log=lambda message: None)
+        yield cluster, dsn
+
+
+def _write(directory: Path, section: str, results: dict) -> None:
+    """A section's figures to <directory>/<section>.json (bench/results/ unless --results says otherwise)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{section}.json"
     path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"wrote {path}")
 
@@ -185,21 +201,15 @@ def _section_only(args, section: str, measure, report) -> int:
     from sklearn.ensemble import RandomForestClassifier
 
     from pgml_trigger import upload
-    from pgml_trigger.admin.install import install
-    from pgml_trigger.localcluster import LocalCluster
-
     X, y = load_breast_cancer(return_X_y=True)
     forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
-    with LocalCluster() as cluster:
-        dsn = cluster.dsn("postgres")
-        print(f"installing into a throwaway cluster on port {cluster.port} ...", flush=True)
-        install(dsn, venv=args.venv, log=lambda message: None)
+    with _installed_cluster(args.venv) as (cluster, dsn):
         with psycopg.connect(dsn, autocommit=True) as conn:
             upload(conn, "forest", forest, feature_names=FEATURES, sample=X)
             realtime.prepare(conn, X, FEATURES)
             results = measure(conn, dsn, cluster.bindir, forest, X)
     print("\n".join(["", *report(results)]))
-    _write(section, results)
+    _write(args.results, section, results)
     return 0
 
 
@@ -207,20 +217,14 @@ def _scan_only(args) -> int:
     """The scan section alone on a throwaway cluster: bench/results/scan.json."""
     import psycopg
 
-    from pgml_trigger.admin.install import install
-    from pgml_trigger.localcluster import LocalCluster
-
     print(f"[scan] training on {args.scan_rows:,} generated rows ...", flush=True)
     models, X = scan.train(args.scan_rows)
-    with LocalCluster() as cluster:
-        dsn = cluster.dsn("postgres")
-        print(f"installing into a throwaway cluster on port {cluster.port} ...", flush=True)
-        install(dsn, venv=args.venv, log=lambda message: None)
+    with _installed_cluster(args.venv) as (cluster, dsn):
         with psycopg.connect(dsn, autocommit=True) as conn:
             scan.prepare(conn, models, X)
         results = scan.run(dsn, models, X, runs=args.scan_runs)
     print("\n".join(["", *scan.report(results)]))
-    _write("scan", results)
+    _write(args.results, "scan", results)
     return 0
 
 
