@@ -35,3 +35,22 @@ schema = FeatureSchema(names=tuple(f"x{i}" for i in range(30)), types=("number",
                        input_kind="array")
 return from_array_send(schema, features, "bench").shape[0]
 $$;
+
+-- predict_batch's floor inside the backend: the engine predict_batch scores with (the model as this backend's
+-- pgml_trigger cache holds it: the same onnxruntime session) on the matrix predict_batch would parse from these
+-- array_send() bytes, parsed before the clock starts. Seconds of the fastest of `runs` engine.predict_rows calls.
+CREATE FUNCTION bench.engine_seconds(model text, features bytea, runs integer) RETURNS double precision
+LANGUAGE plpython3u VOLATILE STRICT AS $$
+import time
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+from pgml_trigger.server.features import from_array_send
+runtime = GD["pgml_trigger"]  # pgml_trigger/server/entry.py
+loaded = runtime._model(model, plpy.execute("SELECT statement_timestamp() AS now")[0]["now"])
+matrix = from_array_send(loaded.schema, features, loaded.label)
+best = float("inf")
+for _ in range(runs):
+    started = time.perf_counter()
+    loaded.engine.predict_rows(matrix)
+    best = min(best, time.perf_counter() - started)
+return best
+$$;

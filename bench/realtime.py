@@ -4,13 +4,18 @@
   ``SELECT 1``, fetching the row, a PL/Python function that takes the row's
   float8[] and returns 1.0, and ``predict`` by position (a float8[] column),
   by row (``predict('forest', r)``) and by jsonb (``to_jsonb(r)``); at 1, 4 and 16
-  clients. Every query runs in each of ``rounds`` rounds, interleaved, and
-  its best round counts, so that SELECT 1 and the predictions are measured
-  side by side on the same (shared, noisy) machine. Throughput and p50/p99
+  clients. Every query runs in each of ``rounds`` rounds (at least 3),
+  interleaved, so that SELECT 1 and the predictions are measured side by side
+  on the same (shared, noisy) machine; a figure is the median round's, with
+  the lowest and highest beside it, and a query's share of SELECT 1's
+  throughput is the median of the rounds' shares. Throughput and p50/p99
   come from pgbench's per-transaction log, counted once every client's
-  backend has scored its first row (as behind a connection pool). And the
-  backend's own CPU time per statement for each query (from /proc), which the
-  machine's other load does not move.
+  backend has scored its first row (as behind a connection pool).
+* the backend's own CPU time per statement for each query, one client per
+  query sending prepared statements, from the kernel's count of the
+  backend's time on a CPU (/proc/<pid>/schedstat, in nanoseconds), which the
+  machine's other load does not move: rounds interleaved across the queries,
+  the median round with the lowest and highest.
 * inside a scan of ``SCAN_ROWS`` rows: the per-row cost of each form, and of
   ``predict_batch`` over the same rows as float8[][], as rows (``json_agg(r)``) and as jsonb[];
   each the best of three. Every form's predictions are checked against
@@ -25,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .pgbench import steady_state
+from .proc import cpu_seconds
 
 SCAN_ROWS = 5_000
 CLIENTS = (1, 4, 16)
@@ -61,10 +67,11 @@ def prepare(conn, X: np.ndarray, features: list[str]) -> None:
 
 
 def run(conn, dsn: str, bindir: Path, model_name: str, model, X: np.ndarray, features: list[str],
-        seconds: int = 5, rounds: int = 2) -> dict:
+        seconds: int = 5, rounds: int = 3) -> dict:
     first = first_prediction(conn, dsn, model_name, model)
     scan = _scan(conn, model_name, model, X, features)
-    cpu = {label: backend_cpu_us(dsn, query.format(model=model_name)) for label, (query, _) in QUERIES.items()}
+    cpu = backend_cpu_us(dsn, {label: query.format(model=model_name) for label, (query, _) in QUERIES.items()},
+                         rounds=rounds)
     pgbench = _pgbench_all(dsn, bindir, model_name, seconds, rounds)
     return {"model": model_name, "seconds": seconds, "rounds": rounds, "pgbench": pgbench, **scan,
             "backend_cpu_us": cpu, "first_prediction": first,
@@ -119,22 +126,25 @@ def best_us_per_row(conn, query: str, runs: int = 3) -> float:
 
 
 def _pgbench_all(dsn: str, bindir: Path, model: str, seconds: int, rounds: int) -> list[dict]:
-    """One dict per (query, clients): the best round's throughput and its p50/p99."""
-    best: dict[tuple[str, int], dict] = {}
+    """One dict per (query, clients): the median round's throughput with the lowest and highest, the median p50
+    and p99, and the median of the rounds' shares of SELECT 1's throughput at the same clients."""
+    measured: dict[tuple[str, int], list[dict]] = {}
     for _ in range(rounds):
         for clients in CLIENTS:
             for label, (query, client_counts) in QUERIES.items():
-                if clients not in client_counts:
-                    continue
-                measured = pgbench(dsn, bindir, query.format(model=model), clients, seconds)
-                key = (label, clients)
-                if key not in best or measured["per_s"] > best[key]["per_s"]:
-                    best[key] = measured
+                if clients in client_counts:
+                    measured.setdefault((label, clients), []).append(
+                        pgbench(dsn, bindir, query.format(model=model), clients, seconds))
     results = []
-    for (label, clients), measured in best.items():
-        select_1 = best["SELECT 1", clients]["per_s"]
-        results.append({"query": label, "clients": clients, **measured,
-                        "share_of_select_1": measured["per_s"] / select_1})
+    for (label, clients), runs in measured.items():
+        per_s = [run["per_s"] for run in runs]
+        shares = [run["per_s"] / select_1["per_s"] for run, select_1 in zip(runs, measured["SELECT 1", clients])]
+        results.append({"query": label, "clients": clients, "per_s": float(np.median(per_s)),
+                        "per_s_min": min(per_s), "per_s_max": max(per_s),
+                        "p50_ms": float(np.median([run["p50_ms"] for run in runs])),
+                        "p99_ms": float(np.median([run["p99_ms"] for run in runs])),
+                        "share_of_select_1": float(np.median(shares)), "share_min": min(shares),
+                        "share_max": max(shares), "rounds": runs})
     return results
 
 
@@ -184,36 +194,46 @@ def best_seconds(action, runs: int = 3) -> float:
     return best
 
 
-def backend_cpu_us(dsn: str, query: str, statements: int = 4000, warm_up: int = 200, setup: str | None = None) -> float:
-    """CPU time (user + system) the backend spends per statement, one client sending prepared statements.
-
-    What the server spends, whatever else runs on the machine: the lower of three runs, after ``setup`` (SQL)
+def backend_cpu_us(dsn: str, queries: dict[str, str], rounds: int = 3, statements: int = 2000, warm_up: int = 200,
+                   setup: dict[str, str] | None = None) -> dict[str, dict]:
+    """Per query (label -> SQL, ``:id`` a random row id): the CPU time (user + system) its backend spends per
+    statement, one client per query sending prepared statements; each backend first runs its ``setup`` SQL
     and ``warm_up`` statements.
+
+    What the server spends, whatever else runs on the machine, from the kernel's nanosecond count of the
+    backend's time on a CPU. The rounds go through the queries in turn, so that each query's rounds are spread
+    over the run like the others'; per query the median round, the lowest and the highest (us).
     """
-    import os
     import random
 
     import psycopg
 
-    def cpu_seconds(pid: int) -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    text = query.replace(":id", "%s")
     ids = [random.randint(1, SCAN_ROWS) for _ in range(statements)]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        if setup is not None:
-            conn.execute(setup).fetchall()
-        for key in ids[:warm_up]:
-            conn.execute(text, [key] if "%s" in text else None, prepare=True).fetchall()
-        best = float("inf")
-        for _ in range(3):
-            before = cpu_seconds(pid)
-            for key in ids:
-                conn.execute(text, [key] if "%s" in text else None, prepare=True).fetchall()
-            best = min(best, cpu_seconds(pid) - before)
-    return best / statements * 1e6
+    clients = {label: psycopg.connect(dsn, autocommit=True) for label in queries}
+    try:
+        pids = {}
+        for label, client in clients.items():
+            pids[label] = client.execute("SELECT pg_backend_pid()").fetchone()[0]
+            if setup and label in setup:
+                client.execute(setup[label]).fetchall()
+            _statements(client, queries[label], ids[:warm_up])
+        spent: dict[str, list[float]] = {label: [] for label in queries}
+        for _ in range(rounds):
+            for label, client in clients.items():
+                before = cpu_seconds(pids[label])
+                _statements(client, queries[label], ids)
+                spent[label].append((cpu_seconds(pids[label]) - before) / statements * 1e6)
+    finally:
+        for client in clients.values():
+            client.close()
+    return {label: {"median_us": float(np.median(values)), "min_us": min(values), "max_us": max(values),
+                    "rounds_us": values, "statements": statements} for label, values in spent.items()}
+
+
+def _statements(client, query: str, ids: list[int]) -> None:
+    text = query.replace(":id", "%s")
+    for key in ids:
+        client.execute(text, [key] if "%s" in text else None, prepare=True).fetchall()
 
 
 def pgbench(dsn: str, bindir: Path, query: str, clients: int, seconds: int) -> dict:
@@ -226,15 +246,21 @@ def pgbench(dsn: str, bindir: Path, query: str, clients: int, seconds: int) -> d
 def report(results: dict) -> list[str]:
     """Lines of the bench's report for this section."""
     targets = results["targets"]
-    lines = [f"Real-time: one row by primary key under pgbench -M prepared (model {results['model']}, best of "
-             f"{results['rounds']} rounds of {results['seconds']} s, steady state)",
-             f"  {'query':<26}{'clients':>8}{'tps':>10}{'of SELECT 1':>13}{'p50 ms':>9}{'p99 ms':>9}"]
+    lines = [f"Real-time: one row by primary key under pgbench -M prepared (model {results['model']}, median of "
+             f"{results['rounds']} rounds of {results['seconds']} s, steady state; [lowest - highest round])",
+             f"  {'query':<26}{'clients':>8}{'tps':>10}{'[range]':>20}{'of SELECT 1':>13}{'[range]':>14}"
+             f"{'p50 ms':>9}{'p99 ms':>9}"]
     for entry in results["pgbench"]:
-        lines.append(f"  {entry['query']:<26}{entry['clients']:>8}{entry['per_s']:>10,.0f}"
-                     f"{entry['share_of_select_1']:>12.0%}{entry['p50_ms']:>9.3f}{entry['p99_ms']:>9.3f}")
+        spread = f"[{entry['per_s_min']:,.0f} - {entry['per_s_max']:,.0f}]"
+        share_spread = f"[{entry['share_min']:.0%} - {entry['share_max']:.0%}]"
+        lines.append(f"  {entry['query']:<26}{entry['clients']:>8}{entry['per_s']:>10,.0f}{spread:>20}"
+                     f"{entry['share_of_select_1']:>13.0%}{share_spread:>14}{entry['p50_ms']:>9.3f}"
+                     f"{entry['p99_ms']:>9.3f}")
     cpu = results["backend_cpu_us"]
-    lines.append("  backend CPU per statement (us; one client, prepared; the server's own cost, whatever else runs): " +
-                 ", ".join(f"{label} {value:.0f}" for label, value in cpu.items()))
+    lines.append("  backend CPU per statement, us (one client per query, prepared; median of "
+                 f"{results['rounds']} interleaved rounds [lowest - highest]): " +
+                 ", ".join(f"{label} {value['median_us']:.1f} [{value['min_us']:.1f} - {value['max_us']:.1f}]"
+                           for label, value in cpu.items()))
     one_client = {entry["query"]: entry["share_of_select_1"] for entry in results["pgbench"] if entry["clients"] == 1}
     by_name = max(one_client["predict row"], one_client["predict jsonb"])
     positional = one_client["predict float8[]"]

@@ -6,8 +6,12 @@
   once every connection's backend is warm (as behind a connection pool).
 * HTTP: gunicorn serves bench/http_service.py (Flask; sync workers, 2 per
   core + 1 as gunicorn recommends), each worker fetching the row's features
-  by id and calling ``model.predict``; wrk drives it with random ids and
-  reports the latency distribution.
+  by id and scoring them; wrk drives it with random ids and reports the
+  latency distribution. Two services, both measured at each client count:
+  one scoring with scikit-learn (the model's own ``predict``), one with the
+  engine SQL ``predict`` uses (pgml_trigger's OnnxEngine: onnxruntime on the
+  compiled graph), so that the comparison separates where the model runs
+  from how it is evaluated.
 
 Both load generators are C programs on the same 2-core machine as the server,
 so each figure includes the load generator's share of the CPU.
@@ -26,6 +30,7 @@ import time
 from pathlib import Path
 
 from .pgbench import steady_state
+from .proc import rss_mib as rss
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = (1, 4, 16)
@@ -34,31 +39,30 @@ WARM_UP_S = 20  # added to each pgbench run: 16 new backends import the package 
 
 def compare(dsn: str, bindir: Path, model: str, model_file: Path, table: str, columns: list[str], rows: int,
             seconds: int = 10) -> list[dict]:
-    """One dict per client count: SQL and HTTP throughput and p50/p99 latency (ms).
+    """One dict per client count: throughput and p50/p99 latency (ms) of SQL ``predict`` (``sql``) and of the
+    HTTP service scoring with scikit-learn (``http_sklearn``) and with onnxruntime (``http_onnx``).
 
-    ``table`` (optionally schema-qualified) has an indexed ``id`` running 1..rows and the feature columns.
+    ``table`` (optionally schema-qualified) has an indexed ``id`` running 1..rows and the feature columns;
+    ``model`` is the uploaded name of the model in ``model_file``.
     """
     _require_wrk()
     results = []
-    with _http_service(dsn, model_file, table, columns) as url:
-        _wrk(url, rows, max(CLIENTS), 3, warm_up=True)  # every gunicorn worker loads the model first
+    with _http_service(dsn, "sklearn", model, model_file, table, columns) as sklearn_url, \
+            _http_service(dsn, "onnx", model, model_file, table, columns) as onnx_url:
+        services = {"http_sklearn": sklearn_url, "http_onnx": onnx_url}
+        for url in services.values():
+            _wrk(url, rows, max(CLIENTS), 3, warm_up=True)  # every gunicorn worker loads the model first
         for clients in CLIENTS:
-            sql = _pgbench(dsn, bindir, model, table, columns, rows, clients, seconds)
-            http = _wrk(url, rows, clients, seconds)
-            results.append({"clients": clients, **{f"sql_{k}": v for k, v in sql.items()},
-                            **{f"http_{k}": v for k, v in http.items()}})
+            entry = {"clients": clients, "sql": _pgbench(dsn, bindir, model, table, columns, rows, clients, seconds)}
+            for key, url in services.items():
+                entry[key] = _wrk(url, rows, clients, seconds)
+            results.append(entry)
     return results
 
 
 def backend_rss(dsn: str, model_refs: list[str], features: list[float]) -> dict:
     """Resident memory (MiB) of one backend: bootstrapped, then with the first model, then with all cached."""
     import psycopg
-
-    def rss(pid: int) -> float:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no VmRSS for backend {pid}")
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -102,12 +106,13 @@ def _wrk_ms(output: str, percentile: str) -> float:
 
 
 class _http_service:
-    """gunicorn serving bench/http_service.py on a free local port, for the duration of a with-block."""
+    """gunicorn serving bench/http_service.py with one engine on a free local port, for the duration of a
+    with-block."""
 
-    def __init__(self, dsn, model_file, table, columns):
-        self.env = dict(os.environ, PGML_BENCH_DSN=dsn, PGML_BENCH_MODEL=str(model_file), PGML_BENCH_TABLE=table,
-                        PGML_BENCH_COLUMNS=",".join(columns), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-                        PYTHONPATH=str(HERE.parent))
+    def __init__(self, dsn, engine, model, model_file, table, columns):
+        self.env = dict(os.environ, PGML_BENCH_DSN=dsn, PGML_BENCH_ENGINE=engine, PGML_BENCH_MODEL=str(model_file),
+                        PGML_BENCH_MODEL_NAME=model, PGML_BENCH_TABLE=table, PGML_BENCH_COLUMNS=",".join(columns),
+                        OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(HERE.parent))
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]

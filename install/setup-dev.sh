@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs to run the demo and the tests: the
-# PostgreSQL server with PL/Python (apt, when root) and this package with its
+# PostgreSQL server with PL/Python and PgBouncer (apt, when root) and this package with its
 # test dependencies for python3. Safe to run again; fast when all is there.
 set -euo pipefail
 
@@ -20,6 +20,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     fi
     if [ ! -f "/usr/lib/postgresql/$major/lib/plpython3.so" ]; then
         apt-get update -q && apt-get install -y -q "postgresql-plpython3-$major"
+    fi
+    # tests/test_pooling.py runs the suite's cluster behind PgBouncer (transaction and session pools)
+    if ! command -v pgbouncer >/dev/null; then
+        apt-get update -q && apt-get install -y -q pgbouncer
     fi
 fi
 
