@@ -18,6 +18,7 @@ from ..sqlfiles import query
 from . import frameworks, mlflow_source
 from .compile import Compiled, NotCompiled, check_rows
 from .describe import describe_onnx
+from .explainer import explainer_columns
 from .linear import linear_form
 
 _REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes", "feature_names", "feature_types",
@@ -152,6 +153,8 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         "source_uri": source.source_uri if source is not None else None,
         "mlflow_version": source.mlflow_version if source is not None else None,
     }
+    with stages("explainer"):  # what explain() reads, or why the version has none (explainer/)
+        params.update(explainer_columns(None if fmt == "onnx" else framework, model, info, sample))
     if isinstance(conn, str):
         with psycopg.connect(conn) as own:
             return _store(own, params, alias, probe, stages)
