@@ -3,6 +3,7 @@
     python -m bench [--venv DIR] [--rows-per-row 20000] [--rows-batch 1000000] [--rows-trigger 100000]
     python -m bench --only realtime
     python -m bench --only big
+    python -m bench --only explain
 
 Starts a throwaway PostgreSQL (LocalCluster), installs pgml_trigger into it,
 uploads three breast-cancer classifiers (StandardScaler+LogisticRegression,
@@ -32,6 +33,8 @@ measures, one model at a time (the per-row and trigger figures also for a
 * big model: a 300-tree forest's upload, first load and per-statement cost
   against the real-time section's forest (bench/big_model.py; alone:
   ``python -m bench --only big``);
+* explain: explain() per row against predict() per row and against shap in a client, for the linear model,
+  the forest, XGBoost and a 300-tree forest (bench/explain.py; alone: ``python -m bench --only explain``);
 * memory: one backend's RSS with one and with ten models cached.
 
 Prints a table of figures and ratios against the targets of issue 3, and
@@ -47,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import big_model, realtime
+from . import big_model, explain, realtime
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -76,13 +79,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="measured seconds per client count in the SQL vs HTTP service comparison")
     parser.add_argument("--realtime-seconds", type=int, default=5,
                         help="measured seconds per pgbench run in the real-time section (each run is the best of two)")
-    parser.add_argument("--only", choices=["realtime", "big"],
+    parser.add_argument("--explain-rows", type=int, default=500, help="rows explained per model in the explain section")
+    parser.add_argument("--explain-repeats", type=int, default=2, help="each explain timing is the best of this many")
+    parser.add_argument("--only", choices=["realtime", "big", "explain"],
                         help="run one section alone (its figures go to bench/results/<section>.json)")
     args = parser.parse_args(argv)
     if args.only == "realtime":
         return _realtime_only(args)
     if args.only == "big":
         return _big_only(args)
+    if args.only == "explain":
+        return _explain_only(args)
 
     import psycopg
 
@@ -117,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             realtime.prepare(conn, X, FEATURES)
             results["realtime"] = realtime.run(conn, dsn, cluster.bindir, "forest", models["forest"], X, FEATURES,
                                                seconds=args.realtime_seconds)
+            results["explain"] = explain.run(conn, dsn, X, {**explain.train(), **{
+                name: models[name] for name in ("linear", "forest", "xgboost")}}, FEATURES, rows=args.explain_rows,
+                repeats=args.explain_repeats)
             print(f"[big] a {big_model.TREES}-tree forest: upload, first load, per statement ...", flush=True)
             results["big_model"] = big_model.run(conn, dsn, "big", *big_model.train(), small="forest")
             print(f"[forest] backend memory with 1 and {MEMORY_MODELS} models cached ...", flush=True)
@@ -146,6 +156,17 @@ def _big_only(args) -> int:
         return big_model.run(conn, dsn, "big", big, big_X, small="forest")
 
     return _section_only(args, "big_model", measure, big_model.report)
+
+
+def _explain_only(args) -> int:
+    models = explain.train()
+
+    def measure(conn, dsn, bindir, forest, X):
+        return explain.run(conn, dsn, X, {"linear": models["linear"], "forest": forest, "xgboost": models["xgboost"],
+                                          "forest300": models["forest300"]}, FEATURES, rows=args.explain_rows,
+                           repeats=args.explain_repeats)
+
+    return _section_only(args, "explain", measure, explain.report)
 
 
 def _section_only(args, section: str, measure, report) -> int:
@@ -507,6 +528,7 @@ def _report(results: dict) -> str:
                      f"{verdicts}")
     lines += ["", *realtime.report(results["realtime"])]
     lines += ["", *big_model.report(results["big_model"])]
+    lines += ["", *explain.report(results["explain"])]
     memory = results["memory"]
     lines += ["", f"memory: one backend's RSS {memory['bootstrapped_mib']:.0f} MiB bootstrapped, "
                   f"{memory['one_model_mib']:.0f} MiB with one model, {memory['all_models_mib']:.0f} MiB with "
