@@ -68,9 +68,10 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
 
     Each stage, as it ends, is logged (logger ``pgml_trigger.upload``, INFO)
     and handed to ``progress(stage, seconds, nbytes)`` when given: read (an
-    MLflow model), describe, serialize, compile, linear form, send, server
-    check, commit; ``nbytes`` is the payload's size where the stage made or
-    moved it, else None. A big forest spends its time in compile and send.
+    MLflow model), describe, serialize, compile, linear form, explainer, send,
+    server check, commit; ``nbytes`` is the payload's size where the stage made
+    or moved it (the explainer's for explainer), else None. A big forest spends
+    its time in compile and send.
     """
     import joblib
     import numpy
@@ -153,8 +154,9 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
         "source_uri": source.source_uri if source is not None else None,
         "mlflow_version": source.mlflow_version if source is not None else None,
     }
-    with stages("explainer"):  # what explain() reads, or why the version has none (explainer/)
+    with stages("explainer") as stage:  # what explain() reads, or why the version has none (explainer/)
         params.update(explainer_columns(None if fmt == "onnx" else framework, model, info, sample))
+        stage.nbytes(params.get("explainer"))
     if isinstance(conn, str):
         with psycopg.connect(conn) as own:
             return _store(own, params, alias, probe, stages)
