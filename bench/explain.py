@@ -61,11 +61,11 @@ def run(conn, dsn: str, X: np.ndarray, models: dict, features: list[str], rows: 
     results = {"rows": rows, "repeats": repeats, "top_k": TOP_K, "models": {}}
     for name, model in models.items():
         print(f"[explain] {name}: explain vs predict per row, explain_batch, shap in a client ...", flush=True)
-        results["models"][name] = _measure(dsn, name, model, chosen, repeats)
+        results["models"][name] = _measure(dsn, name, model, chosen, X, repeats)
     return results
 
 
-def _measure(dsn: str, name: str, model, X: np.ndarray, repeats: int) -> dict:
+def _measure(dsn: str, name: str, model, X: np.ndarray, background: np.ndarray, repeats: int) -> dict:
     import psycopg
 
     n = len(X)
@@ -82,7 +82,7 @@ def _measure(dsn: str, name: str, model, X: np.ndarray, repeats: int) -> dict:
                                    f"{TOP_K})) FROM {TABLE}", [name]) for _ in range(repeats))
         explained = [e for (e,) in conn.execute(f"SELECT pgml_trigger.explain(%s, f) FROM {TABLE} WHERE id <= 20 "
                                                 "ORDER BY id", [name])]
-    client = _shap_client(model, X, repeats)
+    client = _shap_client(model, X, background, repeats)
     ours = np.array([[{item["feature"]: item["contribution"] for item in e["contributions"]}[f"x{j}"]
                       for j in range(X.shape[1])] for e in explained])
     theirs = client.pop("values")[:len(ours)]
@@ -98,14 +98,16 @@ def _measure(dsn: str, name: str, model, X: np.ndarray, repeats: int) -> dict:
             "max_abs_diff_vs_shap": float(np.max(np.abs(ours - theirs)))}
 
 
-def _shap_client(model, X: np.ndarray, repeats: int) -> dict:
-    """shap in this process on one thread: per row (one call each) and all rows at once; its values of the rows."""
+def _shap_client(model, X: np.ndarray, background: np.ndarray, repeats: int) -> dict:
+    """shap in this process on one thread: per row (one call each) and all rows at once; its values of the rows.
+    A linear model's background: the upload's sample, as explain()'s."""
     import shap
     from threadpoolctl import threadpool_limits
 
     if hasattr(model, "steps"):  # the linear pipeline: shap explains its last step, over its transform
         transform, final = model[:-1].transform, model[-1]
-        explainer = shap.LinearExplainer(final, shap.maskers.Independent(transform(X), max_samples=len(X)))
+        explainer = shap.LinearExplainer(final, shap.maskers.Independent(transform(background),
+                                                                         max_samples=len(background)))
     else:
         transform, final = (lambda rows: rows), model
         explainer = shap.TreeExplainer(final, feature_perturbation="tree_path_dependent")

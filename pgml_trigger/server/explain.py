@@ -41,6 +41,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .. import formats
 from ..errors import InvalidArgument, ModelCorrupted, ModelRejectedInput, NoExplainer, NotSupported
 from .treeshap import Forest
 
@@ -189,15 +190,13 @@ class Explainer:
 def load(label: str, payload: bytes | None, sha256: str | None, info: dict | None) -> Explainer:
     """The explainer of a version, after checking its bytes against their sha256; or, for a version stored without
     one, the error saying why (the reason recorded at upload)."""
-    from ..formats import sha256 as digest
-
     if payload is None:
         if info is not None and info.get("sqlstate") == NotSupported.sqlstate:
             raise NotSupported(f"model {label} cannot be explained: {info['reason']}")
         reason = info["reason"] if info is not None else "it was uploaded without an explainer"
         raise NoExplainer(f"model {label} cannot be explained: {reason}",
                           hint="upload the model again (with sample=, rows like its training data)")
-    if digest(payload) != sha256:
+    if formats.sha256(payload) != sha256:
         raise ModelCorrupted(f"model {label}: the stored explainer does not match its sha256 {sha256}; "
                              "refusing to load it", hint="upload the model again")
     meta, arrays = unpack(payload)
@@ -233,11 +232,16 @@ def explain(model, explainer: Callable[[], Explainer], rows, top_k: int | None) 
     if len(rows) == 0:
         return []
     explainer = explainer()
+    one = len(rows) == 1  # the engine's one-row path, as predict() and a row trigger take it
     if model.task == "classification":
         index = {str(label): position for position, label in enumerate(model.classes)}
-        classes = [index[label] for label in model.predict_label_many(rows)]
+        classes = [index[label] for label in ([model.predict_label(rows[0])] if one else
+                                               model.predict_label_many(rows))]
     else:
-        model.predict_many(rows)
+        if one:  # scored all the same: a row predict() refuses is refused
+            model.predict(rows[0])
+        else:
+            model.predict_many(rows)
         classes = [None] * len(rows)
     base, prediction, phi = explainer.explain(rows, classes)
     names = model.schema.names
