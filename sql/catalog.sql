@@ -138,6 +138,7 @@ $$;
 CREATE TRIGGER models_before_insert BEFORE INSERT ON pgml_trigger.models
     FOR EACH ROW EXECUTE FUNCTION pgml_trigger._models_before_insert();
 
+-- The compiled payload and the explainer, like the payload, must match the sha256 sent with them.
 CREATE FUNCTION pgml_trigger._models_compiled_before_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -145,15 +146,6 @@ BEGIN
         RAISE EXCEPTION 'the compiled payload of model "%" does not match the sha256 sent with it', NEW.name
             USING ERRCODE = 'data_corrupted';
     END IF;
-    RETURN NEW;
-END
-$$;
-CREATE TRIGGER models_compiled_before_insert BEFORE INSERT ON pgml_trigger.models
-    FOR EACH ROW EXECUTE FUNCTION pgml_trigger._models_compiled_before_insert();
-
-CREATE FUNCTION pgml_trigger._models_explainer_before_insert() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
     IF NEW.explainer_sha256 IS DISTINCT FROM encode(sha256(NEW.explainer), 'hex') THEN
         RAISE EXCEPTION 'the explainer of model "%" does not match the sha256 sent with it', NEW.name
             USING ERRCODE = 'data_corrupted';
@@ -161,8 +153,8 @@ BEGIN
     RETURN NEW;
 END
 $$;
-CREATE TRIGGER models_explainer_before_insert BEFORE INSERT ON pgml_trigger.models
-    FOR EACH ROW EXECUTE FUNCTION pgml_trigger._models_explainer_before_insert();
+CREATE TRIGGER models_compiled_before_insert BEFORE INSERT ON pgml_trigger.models
+    FOR EACH ROW EXECUTE FUNCTION pgml_trigger._models_compiled_before_insert();
 
 -- With a key configured, an upload without an HMAC is refused at once; whether the HMAC is right is
 -- checked by the server at every load (the key file is for the server's OS user only).

@@ -163,26 +163,20 @@ def _signed(values: np.ndarray, classes: list, n_outputs: int) -> np.ndarray:
 
 
 def _tree_shap(estimator, Z, classes):
-    explainer = shap.TreeExplainer(estimator, feature_perturbation="tree_path_dependent")
-    values = np.asarray(explainer.shap_values(Z))
-    expected = np.atleast_1d(explainer.expected_value)
-    n_outputs = 1 if values.ndim == 2 else values.shape[-1]
-    base = np.array([expected[0] if n_outputs == 1 else expected[c] for c in classes])
-    if n_outputs == 1:
-        base = base * np.array([-1.0 if c == 0 else 1.0 for c in classes])
-    return _signed(values, classes, n_outputs), base
+    return _explained_classes(shap.TreeExplainer(estimator, feature_perturbation="tree_path_dependent"), Z, classes)
 
 
 def _linear_shap(estimator, Z, background, classes):
     masker = shap.maskers.Independent(background, max_samples=len(background))
-    explainer = shap.LinearExplainer(estimator, masker)
+    return _explained_classes(shap.LinearExplainer(estimator, masker), Z, classes)
+
+
+def _explained_classes(explainer, Z, classes):
+    """shap's values and expected value of each row's explained class (_signed)."""
     values = np.asarray(explainer.shap_values(Z))
-    expected = np.atleast_1d(explainer.expected_value)
     n_outputs = 1 if values.ndim == 2 else values.shape[-1]
-    base = np.array([expected[0] if n_outputs == 1 else expected[c] for c in classes])
-    if n_outputs == 1:
-        base = base * np.array([-1.0 if c == 0 else 1.0 for c in classes])
-    return _signed(values, classes, n_outputs), base
+    expected = np.broadcast_to(np.atleast_1d(explainer.expected_value), (len(classes), n_outputs))
+    return _signed(values, classes, n_outputs), _signed(expected, classes, n_outputs).reshape(len(classes))
 
 
 def _dense(Z) -> np.ndarray:
