@@ -154,6 +154,7 @@ class Paths:
         self.player_leaf = np.repeat(np.arange(len(kept)), self.count)
         self.player_slot = np.arange(len(player_order)) - np.repeat(self.first, self.count)
         self.player_zero, self.player_feature = player_zero[player_order], player_feature[player_order]
+        self.leaf_values = forest.value[self.leaves]
         self.tabled = _tabled(self.count)
         self.tabled_players = int(self.count[:self.tabled].sum())
         self.bits = np.left_shift(1, self.player_slot[:self.tabled_players])
@@ -198,7 +199,7 @@ class Paths:
         forest = self.forest
         n_rows, n_features = X.shape
         phi = np.zeros((n_rows, n_features))
-        values = forest.value[self.leaves][:, outputs].T * signs[:, None]  # [rows, leaves]
+        values = self.leaf_values[:, outputs].T * signs[:, None]  # [rows, leaves]
         base = (forest.offset[outputs] + self.constant[outputs]) * signs
         reached, ones, patterns = self.one_fractions(X)
         total = base + (values * reached).sum(axis=1)
