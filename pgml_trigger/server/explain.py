@@ -174,16 +174,16 @@ class Explainer:
             intercept = self.intercept[outputs] * signs
             phi = coef * (Z - self.mean)
             base = coef @ self.mean + intercept
-            prediction = np.einsum("ij,ij->i", coef, Z) + intercept
+            prediction = (coef * Z).sum(axis=1) + intercept
         return base, prediction, phi @ self._by_column
 
     def _outputs(self, classes: list) -> tuple[np.ndarray, np.ndarray]:
         """Per row, the output that holds its class's score and its sign."""
         n = len(classes)
         if self.outputs == "per_class":
-            return np.asarray(classes, dtype=np.intp), np.ones(n)
+            return np.array(classes, dtype=np.intp), np.ones(n)
         if self.outputs == "binary":  # one output, the second class's; the first's is its negative
-            return np.zeros(n, dtype=np.intp), np.where(np.asarray(classes) == 1, 1.0, -1.0)
+            return np.zeros(n, dtype=np.intp), np.array([1.0 if c == 1 else -1.0 for c in classes])
         return np.zeros(n, dtype=np.intp), np.ones(n)
 
 
