@@ -4,6 +4,7 @@
     python -m bench --only realtime
     python -m bench --only big
     python -m bench --only scan [--scan-rows 20000]
+    python -m bench --only explain
 
 A quick run of every section, its figures kept out of bench/results/ (small and noisy):
 
@@ -44,6 +45,8 @@ measures, one model at a time (the per-row and trigger figures also for a
 * scan: four classifiers over a 200,000-row table of generated rows, by orbital's
   SQL and by pgml_trigger's predict and predict_batch forms, with and without
   parallel workers (bench/scan.py; alone: ``python -m bench --only scan``);
+* explain: explain() per row against predict() per row and against shap in a client, for the linear model,
+  the forest, XGBoost and a 300-tree forest (bench/explain.py; alone: ``python -m bench --only explain``);
 * memory: one backend's RSS with one and with ten models cached.
 
 Prints a table of figures and ratios against the targets of issue 3, and
@@ -60,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import big_model, realtime, scan
+from . import big_model, explain, realtime, scan
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -94,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
                              "(each figure the median round's, with the spread)")
     parser.add_argument("--scan-rows", type=int, default=200_000, help="rows of the scan section's table")
     parser.add_argument("--scan-runs", type=int, default=3, help="rounds of the scan section (each figure the best)")
+    parser.add_argument("--explain-rows", type=int, default=500, help="rows explained per model in the explain section")
+    parser.add_argument("--explain-repeats", type=int, default=2, help="each explain timing is the best of this many")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="where the JSON files and the chart go (a quick run can leave bench/results/ alone)")
-    parser.add_argument("--only", choices=["realtime", "big", "scan"],
+    parser.add_argument("--only", choices=["realtime", "big", "scan", "explain"],
                         help="run one section alone (its figures go to bench/results/<section>.json)")
     args = parser.parse_args(argv)
     if args.only == "realtime":
@@ -105,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return _big_only(args)
     if args.only == "scan":
         return _scan_only(args)
+    if args.only == "explain":
+        return _explain_only(args)
 
     import psycopg
 
@@ -135,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             realtime.prepare(conn, X, FEATURES)
             results["realtime"] = realtime.run(conn, dsn, cluster.bindir, "forest", models["forest"], X, FEATURES,
                                                seconds=args.realtime_seconds, rounds=args.realtime_rounds)
+            results["explain"] = explain.run(conn, dsn, X, {**explain.train(), **{
+                name: models[name] for name in ("linear", "forest", "xgboost")}}, FEATURES, rows=args.explain_rows,
+                repeats=args.explain_repeats)
             print(f"[big] a {big_model.TREES}-tree forest: upload, first load, per statement ...", flush=True)
             results["big_model"] = big_model.run(conn, dsn, "big", *big_model.train(), small="forest")
             print(f"[scan] {args.scan_rows:,} rows: orbital's SQL, predict and predict_batch ...", flush=True)
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             results["scan"] = scan.run(dsn, scan_models, scan_X, runs=args.scan_runs)
             print(f"[forest] backend memory with 1 and {MEMORY_MODELS} models cached ...", flush=True)
             results["memory"] = _memory(conn, dsn, models["forest"], X)
-    for section in ("realtime", "big_model", "scan"):
+    for section in ("realtime", "big_model", "scan", "explain"):
         _write(args.results, section, results[section])
     _write(args.results, "results", results)
     print(_report(results))
@@ -191,6 +201,17 @@ def _big_only(args) -> int:
         return big_model.run(conn, dsn, "big", big, big_X, small="forest")
 
     return _section_only(args, "big_model", measure, big_model.report)
+
+
+def _explain_only(args) -> int:
+    models = explain.train()
+
+    def measure(conn, dsn, bindir, forest, X):
+        return explain.run(conn, dsn, X, {"linear": models["linear"], "forest": forest, "xgboost": models["xgboost"],
+                                          "forest300": models["forest300"]}, FEATURES, rows=args.explain_rows,
+                           repeats=args.explain_repeats)
+
+    return _section_only(args, "explain", measure, explain.report)
 
 
 def _section_only(args, section: str, measure, report) -> int:
@@ -576,6 +597,7 @@ def _report(results: dict) -> str:
     lines += ["", *realtime.report(results["realtime"])]
     lines += ["", *big_model.report(results["big_model"])]
     lines += ["", *scan.report(results["scan"])]
+    lines += ["", *explain.report(results["explain"])]
     memory = results["memory"]
     lines += ["", f"memory: one backend's RSS {memory['bootstrapped_mib']:.0f} MiB bootstrapped, "
                   f"{memory['one_model_mib']:.0f} MiB with one model, {memory['all_models_mib']:.0f} MiB with "

@@ -141,3 +141,21 @@ class ModelOutOfMemory(PgmlTriggerError):
     """Deserializing or building the model ran out of memory; the backend goes on."""
 
     sqlstate = "53200"  # out_of_memory
+
+
+class NotSupported(PgmlTriggerError):
+    """What was asked has no exact method for this model (e.g. explain() of a kernel SVM or a neural network)."""
+
+    sqlstate = "0A000"  # feature_not_supported
+
+
+class NoExplainer(PgmlTriggerError):
+    """The version was stored without what explain() needs (e.g. a linear model uploaded without a sample)."""
+
+    sqlstate = "55000"  # object_not_in_prerequisite_state
+
+
+class InvalidArgument(PgmlTriggerError, ValueError):
+    """An argument out of its range (e.g. explain()'s top_k below 1)."""
+
+    sqlstate = "22023"  # invalid_parameter_value

@@ -49,6 +49,12 @@ CREATE TABLE pgml_trigger.models (
         CHECK (library_versions IS NULL OR jsonb_typeof(library_versions) = 'object'),
     source_uri       text,
     mlflow_version   text,
+    -- What explain() reads (pgml_trigger/uploader/explainer/ writes it, pgml_trigger/server/explain.py reads it):
+    -- arrays in an npz, never unpickled, checked against explainer_sha256 at every load. explainer_info: the
+    -- method, the output space, how it agreed with the model at upload; or why the version has no explainer.
+    explainer        bytea,
+    explainer_sha256 text,
+    explainer_info   jsonb,
     PRIMARY KEY (name, version),
     CONSTRAINT models_name_syntax CHECK (name ~ '^[A-Za-z_][A-Za-z0-9_.-]{0,62}$'),
     CONSTRAINT models_version_positive CHECK (version >= 1),
@@ -67,11 +73,15 @@ CREATE TABLE pgml_trigger.models (
         (compiled_format IS NULL AND compiled_payload IS NULL AND compiled_sha256 IS NULL
          AND compiled_handles_nan IS NULL)
         OR (compiled_format IN ('onnx') AND compiled_payload IS NOT NULL AND compiled_sha256 ~ '^[0-9a-f]{64}$'
-            AND compiled_handles_nan IS NOT NULL))
+            AND compiled_handles_nan IS NOT NULL)),
+    CONSTRAINT models_explainer CHECK (
+        (explainer IS NULL AND explainer_sha256 IS NULL)
+        OR (explainer IS NOT NULL AND explainer_sha256 ~ '^[0-9a-f]{64}$'))
 );
 -- Pickled arrays barely compress: store them out of line, uncompressed.
 ALTER TABLE pgml_trigger.models ALTER COLUMN payload SET STORAGE EXTERNAL;
 ALTER TABLE pgml_trigger.models ALTER COLUMN compiled_payload SET STORAGE EXTERNAL;
+ALTER TABLE pgml_trigger.models ALTER COLUMN explainer SET STORAGE EXTERNAL;
 COMMENT ON TABLE pgml_trigger.models IS 'one row per uploaded model version; rows are immutable but for description';
 COMMENT ON COLUMN pgml_trigger.models.scoring_path IS
     'onnx: scored by onnxruntime from compiled_payload; sklearn: by the unpickled joblib payload';
@@ -88,6 +98,10 @@ COMMENT ON COLUMN pgml_trigger.models.library_versions IS
     'versions of the model libraries besides scikit-learn that loading the payload needs, e.g. {"xgboost": "2.1.3"}';
 COMMENT ON COLUMN pgml_trigger.models.source_uri IS 'where the model was read from: an MLflow models:/ or runs:/ URI, a path';
 COMMENT ON COLUMN pgml_trigger.models.mlflow_version IS 'the MLflow version that read the model, for MLflow uploads';
+COMMENT ON COLUMN pgml_trigger.models.explainer IS
+    'what explain() computes SHAP values from: node arrays or coefficients, and the preprocessing, as an npz';
+COMMENT ON COLUMN pgml_trigger.models.explainer_info IS
+    'explain()''s method and output space and how it agreed with the model at upload, or why there is no explainer';
 SELECT pg_catalog.pg_extension_config_dump('pgml_trigger.models', '');
 
 -- Versions count up from 1 per name: an upload sends version 0 and gets the next one, stamped with
@@ -124,11 +138,16 @@ $$;
 CREATE TRIGGER models_before_insert BEFORE INSERT ON pgml_trigger.models
     FOR EACH ROW EXECUTE FUNCTION pgml_trigger._models_before_insert();
 
+-- The compiled payload and the explainer, like the payload, must match the sha256 sent with them.
 CREATE FUNCTION pgml_trigger._models_compiled_before_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.compiled_sha256 IS DISTINCT FROM encode(sha256(NEW.compiled_payload), 'hex') THEN
         RAISE EXCEPTION 'the compiled payload of model "%" does not match the sha256 sent with it', NEW.name
+            USING ERRCODE = 'data_corrupted';
+    END IF;
+    IF NEW.explainer_sha256 IS DISTINCT FROM encode(sha256(NEW.explainer), 'hex') THEN
+        RAISE EXCEPTION 'the explainer of model "%" does not match the sha256 sent with it', NEW.name
             USING ERRCODE = 'data_corrupted';
     END IF;
     RETURN NEW;

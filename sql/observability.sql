@@ -10,7 +10,8 @@ SELECT m.name, m.version, m.format, m.sha256, octet_length(m.payload)::bigint AS
        m.scoring_path, m.compiled_format, m.compiled_sha256, octet_length(m.compiled_payload)::bigint AS compiled_bytes,
        m.compiled_handles_nan, m.agreement, m.metrics, m.training_profile,
        m.payload_hmac, m.skops_version, m.onnxruntime_version, m.linear_form,
-       m.library_versions, m.source_uri, m.mlflow_version
+       m.library_versions, m.source_uri, m.mlflow_version,
+       m.explainer_sha256, octet_length(m.explainer)::bigint AS explainer_bytes, m.explainer_info
 FROM pgml_trigger.models AS m;
 COMMENT ON VIEW pgml_trigger.model_catalog IS 'pgml_trigger.models without the payload: what pgml_trigger_user may read';
 
@@ -39,7 +40,8 @@ CREATE TABLE pgml_trigger.prediction_log (
     prediction    double precision,      -- numeric outputs
     label         text,                  -- class labels
     features      jsonb,                 -- what the model was given, by feature name, when logging asks for it
-    scored_at     timestamptz NOT NULL DEFAULT now()
+    scored_at     timestamptz NOT NULL DEFAULT now(),
+    reasons       jsonb                  -- explain() of the prediction, for attachments with explain_column
 );
 CREATE INDEX prediction_log_model_time ON pgml_trigger.prediction_log (model_name, scored_at);
 CREATE INDEX prediction_log_row ON pgml_trigger.prediction_log (target, row_key);

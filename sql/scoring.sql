@@ -294,7 +294,8 @@ COMMENT ON FUNCTION pgml_trigger._feature_columns(regclass, text, text, text[], 
 -- TID range scans exist from PostgreSQL 14: on 13 each range is a full scan
 -- (correct, but quadratic in the table size; pass a large batch_size there).
 CREATE FUNCTION pgml_trigger.score(model text, source regclass, output_column text, features text[] DEFAULT NULL,
-                                   batch_size integer DEFAULT 10000) RETURNS bigint
+                                   batch_size integer DEFAULT 10000, explain_column text DEFAULT NULL,
+                                   explain_top_k integer DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     resolved record;
@@ -316,6 +317,7 @@ DECLARE
     error_message text;
     error_detail text;
     error_hint text;
+    explainer text := '';        -- with explain_column: the reasons of each chunk, beside its predictions
 BEGIN
     IF model IS NULL OR source IS NULL OR output_column IS NULL THEN
         RAISE EXCEPTION 'pgml_trigger.score() needs a model, a table and an output column'
@@ -325,8 +327,8 @@ BEGIN
         RAISE EXCEPTION 'batch_size must be at least 1, not %', batch_size USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT * INTO resolved FROM pgml_trigger.resolve_model(model);
-    SELECT mm.name, mm.version, mm.task, mm.feature_names, mm.feature_types INTO m
-    FROM pgml_trigger.models AS mm WHERE mm.name = resolved.name AND mm.version = resolved.version;
+    SELECT mm.name, mm.version, mm.task, mm.feature_names, mm.feature_types, mm.explainer_info INTO m
+    FROM pgml_trigger.model_catalog AS mm WHERE mm.name = resolved.name AND mm.version = resolved.version;
 
     out_category := (pgml_trigger._column_type(source, output_column)).category;
     IF out_category IS NULL THEN
@@ -346,6 +348,12 @@ BEGIN
     cols := coalesce(features, m.feature_names);
     categories := pgml_trigger._feature_columns(source, source::text, format('%s@%s', m.name, m.version),
                                                 m.feature_names, m.feature_types, cols, output_column);
+    IF explain_column IS NOT NULL OR explain_top_k IS NOT NULL THEN
+        PERFORM pgml_trigger._check_explain_column(source, source::text, format('%s@%s', m.name, m.version),
+                                                   m.explainer_info, explain_column, explain_top_k, output_column,
+                                                   cols);
+        explainer := ', pgml_trigger._explain_batch($3, chunk.rows, $5, $4)';
+    END IF;
     FOR i IN 1 .. cardinality(cols) LOOP
         -- booleans have no cast to float8, but do to integer
         by_position := by_position || format('t.%I%s', cols[i], CASE WHEN categories[i] = 'B' THEN '::integer' END);
@@ -368,19 +376,20 @@ BEGIN
     IF to_regclass('pg_temp.pgml_trigger_scores') IS NOT NULL THEN
         DROP TABLE pg_temp.pgml_trigger_scores;
     END IF;
-    CREATE TEMP TABLE pgml_trigger_scores (id tid, value double precision, label text) ON COMMIT DROP;
+    CREATE TEMP TABLE pgml_trigger_scores (id tid, value double precision, label text, reasons jsonb) ON COMMIT DROP;
     WHILE low < n_blocks LOOP
         BEGIN
             EXECUTE format($q$
                 WITH chunk AS (SELECT array_agg(t.ctid) AS ids, %1$s AS rows FROM %2$s AS t
                                WHERE t.ctid >= $1 AND t.ctid < $2)
-                INSERT INTO pg_temp.pgml_trigger_scores (id, %3$I)
-                SELECT s.id, s.result
-                FROM chunk, unnest(chunk.ids, pgml_trigger.%4$I($3, chunk.rows, $4)) AS s(id, result)
+                INSERT INTO pg_temp.pgml_trigger_scores (id, %3$I%5$s)
+                SELECT s.id, s.result%6$s
+                FROM chunk, unnest(chunk.ids, pgml_trigger.%4$I($3, chunk.rows, $4)%7$s) AS s(id, result%5$s)
                 WHERE chunk.ids IS NOT NULL
-            $q$, rows_expr, source, result_column, scorer)
+            $q$, rows_expr, source, result_column, scorer, CASE WHEN explainer <> '' THEN ', reasons' ELSE '' END,
+                 CASE WHEN explainer <> '' THEN ', s.reasons' ELSE '' END, explainer)
             USING format('(%s,0)', low)::tid, format('(%s,0)', least(low + step, 4294967295))::tid, model,
-                  statement_timestamp();
+                  statement_timestamp(), explain_top_k;
         EXCEPTION WHEN OTHERS THEN
             -- "row N" in a batch error counts within this range of blocks: say which range that is.
             GET STACKED DIAGNOSTICS error_state = RETURNED_SQLSTATE, error_message = MESSAGE_TEXT,
@@ -392,12 +401,101 @@ BEGIN
         low := low + step;
     END LOOP;
 
-    EXECUTE format('UPDATE %s AS t SET %I = s.%I FROM pg_temp.pgml_trigger_scores AS s WHERE t.ctid = s.id',
-                   source, output_column, result_column);
+    EXECUTE format('UPDATE %s AS t SET %I = s.%I%s FROM pg_temp.pgml_trigger_scores AS s WHERE t.ctid = s.id',
+                   source, output_column, result_column,
+                   CASE WHEN explainer <> '' THEN format(', %I = s.reasons', explain_column) ELSE '' END);
     GET DIAGNOSTICS scored = ROW_COUNT;
     DROP TABLE pg_temp.pgml_trigger_scores;
     RETURN scored;
 END
 $$;
-COMMENT ON FUNCTION pgml_trigger.score(text, regclass, text, text[], integer) IS
-    'score every row of source with model into output_column, batch_size rows per model call; returns the row count';
+COMMENT ON FUNCTION pgml_trigger.score(text, regclass, text, text[], integer, text, integer) IS
+    'score every row of source with model into output_column, batch_size rows per model call; returns the row count; '
+    'with explain_column, explain() of each prediction too';
+
+------------------------------------------------------------------------------
+-- explain(): why a model predicted what it did, as SHAP values per input column (pgml_trigger/server/explain.py).
+-- Same model references, feature matching and errors as predict(). Not STRICT (top_k may be NULL: every
+-- contribution); a NULL model or features still gives NULL.
+------------------------------------------------------------------------------
+
+-- The only way the server reads an explainer (node arrays, coefficients: as telling as the payload), like
+-- _fetch_payload: it runs as the table owner and hands the bytes to the calling Python code in this backend
+-- (Catalog.explainer); SQL gets only their length.
+CREATE FUNCTION pgml_trigger._fetch_explainer(name text, version integer) RETURNS bigint
+LANGUAGE plpython3u STABLE STRICT SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].fetch_explainer(name, version)
+$$;
+
+CREATE FUNCTION pgml_trigger._explain(model text, features jsonb, top_k integer, clock timestamptz) RETURNS jsonb
+LANGUAGE plpython3u STABLE AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].explain(model, features, top_k, clock)
+$$;
+CREATE FUNCTION pgml_trigger._explain(model text, features double precision[], top_k integer, clock timestamptz)
+RETURNS jsonb
+LANGUAGE plpython3u STABLE AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].explain(model, features, top_k, clock)
+$$;
+-- features: a table row as row_to_json() writes it (explain(model, record)).
+CREATE FUNCTION pgml_trigger._explain(model text, features json, top_k integer, clock timestamptz) RETURNS jsonb
+LANGUAGE plpython3u STABLE AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].explain(model, features, top_k, clock)
+$$;
+
+CREATE FUNCTION pgml_trigger.explain(model text, features jsonb, top_k integer DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql STABLE AS $$ SELECT pgml_trigger._explain(model, features, top_k, statement_timestamp()) $$;
+CREATE FUNCTION pgml_trigger.explain(model text, features double precision[], top_k integer DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$ SELECT pgml_trigger._explain(model, features, top_k, statement_timestamp()) $$;
+CREATE FUNCTION pgml_trigger.explain(model text, features record, top_k integer DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN pgml_trigger._explain(model, pg_catalog.row_to_json(features), top_k, pg_catalog.statement_timestamp());
+END
+$$;
+COMMENT ON FUNCTION pgml_trigger.explain(text, jsonb, integer) IS
+    'why the model predicted what it did for a row given by feature name: each feature''s SHAP value, largest first';
+COMMENT ON FUNCTION pgml_trigger.explain(text, double precision[], integer) IS
+    'why the model predicted what it did for a row given in feature order: each feature''s SHAP value, largest first';
+COMMENT ON FUNCTION pgml_trigger.explain(text, record, integer) IS
+    'why the model predicted what it did for a table row: each feature''s SHAP value, largest first';
+
+-- Many rows: an explanation per row, in order (a NULL row: NULL). features as for predict_batch.
+CREATE FUNCTION pgml_trigger._explain_batch(model text, features bytea, top_k integer, clock timestamptz)
+RETURNS jsonb[]
+LANGUAGE plpython3u STABLE AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].explain_batch(model, features, top_k, clock)
+$$;
+CREATE FUNCTION pgml_trigger._explain_batch(model text, features jsonb[], top_k integer, clock timestamptz)
+RETURNS jsonb[]
+LANGUAGE plpython3u STABLE AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].explain_batch(model, features, top_k, clock)
+$$;
+CREATE FUNCTION pgml_trigger._explain_batch(model text, features json, top_k integer, clock timestamptz)
+RETURNS jsonb[]
+LANGUAGE plpython3u STABLE AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].explain_batch(model, features, top_k, clock)
+$$;
+
+CREATE FUNCTION pgml_trigger.explain_batch(model text, features double precision[], top_k integer DEFAULT NULL)
+RETURNS jsonb[]
+LANGUAGE sql STABLE AS $$
+    SELECT pgml_trigger._explain_batch(model, array_send(features), top_k, statement_timestamp())
+$$;
+CREATE FUNCTION pgml_trigger.explain_batch(model text, features jsonb[], top_k integer DEFAULT NULL) RETURNS jsonb[]
+LANGUAGE sql STABLE AS $$ SELECT pgml_trigger._explain_batch(model, features, top_k, statement_timestamp()) $$;
+CREATE FUNCTION pgml_trigger.explain_batch(model text, features json, top_k integer DEFAULT NULL) RETURNS jsonb[]
+LANGUAGE sql STABLE AS $$ SELECT pgml_trigger._explain_batch(model, features, top_k, statement_timestamp()) $$;
+COMMENT ON FUNCTION pgml_trigger.explain_batch(text, double precision[], integer) IS
+    'explain() of each row of a two-dimensional array (features in model order), in order';
+COMMENT ON FUNCTION pgml_trigger.explain_batch(text, jsonb[], integer) IS
+    'explain() of each row given by feature name, in order; a NULL row gives NULL';
+COMMENT ON FUNCTION pgml_trigger.explain_batch(text, json, integer) IS
+    'explain() of each row of a JSON array of rows (e.g. json_agg(t)), in order; a null row gives NULL';

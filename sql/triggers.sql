@@ -12,7 +12,9 @@
 --                         inserted rows in chunks of 10,000 and writes the results to the prediction
 --                         log (row key = primary key), not to the table;
 --   log => true           also writes each prediction and the features to the prediction log;
---   challenger => 'ref'   a second model scores the same rows into the log, leaving the output alone.
+--   challenger => 'ref'   a second model scores the same rows into the log, leaving the output alone;
+--   explain_column => 'c' explain() of each prediction (its explain_top_k largest contributions) goes into
+--                         column c of the row (mode row), or beside the prediction in the log (mode statement).
 --
 -- The generated functions are not members of the extension, so pg_dump writes them out with the
 -- triggers that use them; each DEPENDS ON EXTENSION pgml_trigger, so DROP EXTENSION refuses while a
@@ -35,10 +37,14 @@ CREATE TABLE pgml_trigger.attachments (
     log           boolean     NOT NULL DEFAULT false,
     challenger    text,
     key_columns   text[],
+    explain_column name,
+    explain_top_k integer CONSTRAINT attachments_explain_top_k CHECK (explain_top_k >= 1),
     UNIQUE (target, output_column)
 );
 COMMENT ON TABLE pgml_trigger.attachments IS 'scoring triggers made by pgml_trigger.attach()';
 COMMENT ON COLUMN pgml_trigger.attachments.key_columns IS 'the primary key of target: how the prediction log names rows';
+COMMENT ON COLUMN pgml_trigger.attachments.explain_column IS
+    'the jsonb column of target that gets explain() of each prediction (mode statement: the log''s reasons)';
 
 -- The scoring triggers whose model reference resolves to name@version now, for messages: what
 -- delete_model() refuses over, and what a subscriber keeps a version for (replication.sql).
@@ -270,7 +276,8 @@ $$;
 
 
 CREATE FUNCTION pgml_trigger._attach(target regclass, target_name text, model text, output_column text,
-                                     features text[], mode text, log boolean, challenger text)
+                                     features text[], mode text, log boolean, challenger text,
+                                     explain_column text DEFAULT NULL, explain_top_k integer DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
 DECLARE
@@ -338,6 +345,12 @@ BEGIN
         PERFORM pgml_trigger._require_same_features(model, challenger);
     END IF;
 
+    IF explain_column IS NOT NULL OR explain_top_k IS NOT NULL THEN
+        PERFORM pgml_trigger._check_explain_column(target, target_name, format('%s@%s', m.name, m.version),
+                                                   m.explainer_info, explain_column, explain_top_k,
+                                                   CASE WHEN mode = 'row' THEN output_column END, cols);
+    END IF;
+
     PERFORM pgml_trigger._detach(target, target_name, output_column)
     WHERE EXISTS (SELECT FROM pgml_trigger.attachments AS a
                   WHERE a.target = _attach.target AND a.output_column = _attach.output_column);
@@ -346,9 +359,10 @@ BEGIN
                          THEN 'pgml_score_' || output_column
                          ELSE left('pgml_score_' || output_column, 40) || '_' || md5(output_column) END;
     INSERT INTO pgml_trigger.attachments AS a (target, output_column, model_ref, feature_names, columns, output,
-                                               trigger_name, created_by, mode, log, challenger, key_columns)
+                                               trigger_name, created_by, mode, log, challenger, key_columns,
+                                               explain_column, explain_top_k)
     VALUES (target, output_column, model, m.feature_names, cols, output, trg_name, session_user, mode, log,
-            challenger, key_columns)
+            challenger, key_columns, explain_column, explain_top_k)
     RETURNING a.id, a.function_name INTO attachment_id, fn_name;
 
     IF mode = 'statement' THEN
@@ -430,13 +444,16 @@ $$;
 -- target::text is evaluated here, in the caller's search_path, so messages name the table as the
 -- caller wrote it.
 CREATE FUNCTION pgml_trigger.attach(target regclass, model text, output_column text, features text[] DEFAULT NULL,
-                                    mode text DEFAULT 'row', log boolean DEFAULT false, challenger text DEFAULT NULL)
+                                    mode text DEFAULT 'row', log boolean DEFAULT false, challenger text DEFAULT NULL,
+                                    explain_column text DEFAULT NULL, explain_top_k integer DEFAULT NULL)
 RETURNS text
 LANGUAGE sql AS $$
-    SELECT pgml_trigger._attach(target, target::text, model, output_column, features, mode, log, challenger)
+    SELECT pgml_trigger._attach(target, target::text, model, output_column, features, mode, log, challenger,
+                                explain_column, explain_top_k)
 $$;
-COMMENT ON FUNCTION pgml_trigger.attach(regclass, text, text, text[], text, boolean, text) IS
-    'score target''s rows with model: into output_column (mode row) or into the prediction log (mode statement)';
+COMMENT ON FUNCTION pgml_trigger.attach(regclass, text, text, text[], text, boolean, text, text, integer) IS
+    'score target''s rows with model: into output_column (mode row) or into the prediction log (mode statement); '
+    'with explain_column, the reasons too';
 
 CREATE FUNCTION pgml_trigger.detach(target regclass, output_column text) RETURNS void
 LANGUAGE sql STRICT AS $$ SELECT pgml_trigger._detach(target, target::text, output_column) $$;
@@ -534,16 +551,20 @@ BEGIN
        OR pgml_trigger._database_setting('pgml_trigger.hmac_key_file') IS NOT NULL
        OR lower(btrim(pgml_trigger._database_setting('pgml_trigger.sql_triggers'))) IN ('off', 'false', 'no', '0')
        OR (allowed IS NOT NULL AND NOT m.format = ANY (SELECT lower(btrim(f)) FROM unnest(string_to_array(allowed, ',')) AS f))
+       OR a.explain_column IS NOT NULL
     THEN
         RETURN format($body$
 BEGIN
     IF TG_OP = 'UPDATE' AND (%1$s) IS NOT DISTINCT FROM (%2$s) THEN
         RETURN NEW;  -- no feature changed: keep the stored prediction
     END IF;
-    NEW.%3$I := %4$s;
+    NEW.%3$I := %4$s;%5$s
     RETURN NEW;
 END
-$body$, array_to_string(new_values, ', '), array_to_string(old_values, ', '), a.output_column, python);
+$body$, array_to_string(new_values, ', '), array_to_string(old_values, ', '), a.output_column, python,
+        CASE WHEN a.explain_column IS NOT NULL  -- the reasons for that prediction: explain() of the same row
+             THEN format(E'\n    NEW.%I := pgml_trigger._explain_row(%s, %s, statement_timestamp());',
+                         a.explain_column, a.id, features_expr) ELSE '' END);
     END IF;
 
     -- One decision per row of coefficients: intercept + c1 * x1 + ..., left to right as linear.py checked it.
@@ -665,3 +686,65 @@ END
 $$;
 CREATE EVENT TRIGGER pgml_trigger_forget_dropped ON sql_drop
     EXECUTE FUNCTION pgml_trigger._forget_dropped_attachments();
+
+------------------------------------------------------------------------------
+-- Reasons: attach(..., explain_column => 'reasons', explain_top_k => 3) has a row trigger write explain() of
+-- its prediction into a jsonb column of the row (pgml_trigger/server/explain.py), from the same features in the
+-- same call chain; in mode statement the reasons go into the prediction log beside the prediction.
+------------------------------------------------------------------------------
+
+-- What an explain_column must be: a json or jsonb column of target, neither the output nor a feature (mode row:
+-- output_column given; mode statement: it only names the reasons in the log); and the model must have an
+-- explainer, else attaching fails now with explain()'s own error.
+CREATE FUNCTION pgml_trigger._check_explain_column(target regclass, target_name text, model_label text,
+                                                   explainer_info jsonb, explain_column text, explain_top_k integer,
+                                                   output_column text, columns text[]) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    col record;
+BEGIN
+    IF explain_column IS NULL THEN
+        RAISE EXCEPTION 'explain_top_k needs an explain_column to write the reasons to'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF explain_top_k < 1 THEN
+        RAISE EXCEPTION 'explain_top_k must be at least 1, not %', explain_top_k USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF explainer_info IS NULL OR NOT coalesce((explainer_info ->> 'explained')::boolean, false) THEN
+        RAISE EXCEPTION 'model % cannot be explained: %', model_label,
+            coalesce(explainer_info ->> 'reason', 'it was uploaded without an explainer')
+            USING ERRCODE = coalesce(explainer_info ->> 'sqlstate', 'object_not_in_prerequisite_state');
+    END IF;
+    IF output_column IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT * INTO col FROM pgml_trigger._column_type(target, explain_column);
+    IF col.category IS NULL THEN
+        RAISE EXCEPTION 'column "%" of % does not exist', explain_column, target_name USING ERRCODE = 'undefined_column';
+    ELSIF col.type_oid NOT IN ('jsonb'::regtype, 'json'::regtype) THEN
+        RAISE EXCEPTION 'explain column "%" is %; the reasons are jsonb', explain_column, col.type_name
+            USING ERRCODE = 'datatype_mismatch';
+    ELSIF explain_column = output_column OR explain_column = ANY (columns) THEN
+        RAISE EXCEPTION 'column "%" cannot hold the reasons: it is the output or a feature', explain_column
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION pgml_trigger._explain_row(attachment integer, features double precision[], clock timestamptz)
+RETURNS jsonb
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].explain_row(attachment, features, clock)
+$$;
+CREATE FUNCTION pgml_trigger._explain_row(attachment integer, features jsonb, clock timestamptz) RETURNS jsonb
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].explain_row(attachment, features, clock)
+$$;
+CREATE FUNCTION pgml_trigger._explain_row(attachment integer, numbers double precision[], texts text[],
+                                          clock timestamptz) RETURNS jsonb
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
+return GD["pgml_trigger"].explain_typed_row(attachment, numbers, texts, clock)
+$$;

@@ -105,7 +105,8 @@ def test_cli_uploads_a_saved_file(tmp_path, dsn, conn):
     assert done.stdout.strip() == "uploaded diabetes@1 (alias production)"
     # Each stage as it ends, on stderr: a big model's upload takes minutes, and this says where they go.
     stages = [line.strip().split(":")[0] for line in done.stderr.splitlines() if line.startswith("  ")]
-    assert stages == ["describe", "serialize", "compile", "linear form", "send", "server check", "commit"]
+    assert stages == ["describe", "serialize", "compile", "linear form", "explainer", "send", "server check",
+                      "commit"]
     assert conn.execute("SELECT name, alias, version FROM pgml_trigger.aliases").fetchall() == [
         ("diabetes", "production", 1)]
     text = tmp_path / "model.txt"
@@ -122,13 +123,15 @@ def test_progress_reports_each_stage_with_the_bytes_it_made_or_moved(conn, caplo
     with caplog.at_level("INFO", logger="pgml_trigger.upload"):
         upload(conn, "forest", model, sample=X, progress=lambda stage, seconds, nbytes: seen.append(
             (stage, seconds, nbytes)))
-    assert [stage for stage, _, _ in seen] == ["describe", "serialize", "compile", "linear form", "send",
-                                               "server check", "commit"]
+    assert [stage for stage, _, _ in seen] == ["describe", "serialize", "compile", "linear form", "explainer",
+                                               "send", "server check", "commit"]
     assert all(seconds >= 0 for _, seconds, _ in seen)
     payload, compiled = conn.execute("SELECT octet_length(payload), octet_length(compiled_payload) "
                                      "FROM pgml_trigger.models").fetchone()
     sizes = {stage: nbytes for stage, _, nbytes in seen}
+    explainer = conn.execute("SELECT octet_length(explainer) FROM pgml_trigger.models").fetchone()[0]
     assert (sizes["serialize"], sizes["compile"], sizes["send"]) == (payload, compiled, payload + compiled)
+    assert sizes["explainer"] == explainer
     assert sizes["describe"] is None
     assert [record.getMessage().split(": ")[1].split(" took")[0] for record in caplog.records] == [
         stage for stage, _, _ in seen]

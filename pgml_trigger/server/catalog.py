@@ -39,6 +39,8 @@ class Attachment:
     mode: str  # "row" or "statement"
     log: bool
     challenger: str | None
+    explain_column: str | None = None  # where the trigger writes explain() of its prediction (reasons)
+    explain_top_k: int | None = None
 
 
 class Catalog:
@@ -87,6 +89,21 @@ class Catalog:
                                       [name, version, compiled])[0]["payload"]
         return len(self._fetched)
 
+    def explainer(self, name: str, version: int) -> tuple[bytes | None, str | None, dict | None]:
+        """(explainer, its sha256, explainer_info) of a version, through pgml_trigger._fetch_explainer(), which may
+        read them when the caller may not."""
+        self._fetched = None
+        self._execute("server_explainer", ["text", "int4"], [name, version])
+        fetched, self._fetched = self._fetched, None
+        return fetched
+
+    def fetch_explainer(self, name: str, version: int) -> int:
+        """The body of pgml_trigger._fetch_explainer(): keep the explainer for explainer(), give SQL its length."""
+        row = self._execute("server_explainer_read", ["text", "int4"], [name, version])[0]
+        self._fetched = (row["explainer"], row["explainer_sha256"],
+                         json.loads(row["explainer_info"]) if row["explainer_info"] else None)
+        return len(row["explainer"] or b"")
+
     def attachment(self, attachment_id: int) -> Attachment | None:
         rows = self._execute("server_attachment", ["int4"], [attachment_id])
         if not rows:
@@ -95,14 +112,17 @@ class Catalog:
         return Attachment(id=attachment_id, target=row["target"], output_column=row["output_column"],
                           model_ref=row["model_ref"], feature_names=_interned(row["feature_names"]),
                           columns=tuple(row["columns"]), output=row["output"], mode=row["mode"], log=row["log"],
-                          challenger=row["challenger"])
+                          challenger=row["challenger"], explain_column=row["explain_column"],
+                          explain_top_k=row["explain_top_k"])
 
     def log_predictions(self, name: str, version: int, role: str, target: str | None, output_column: str | None,
-                        row_keys: list, predictions: list, labels: list, features: list) -> None:
+                        row_keys: list, predictions: list, labels: list, features: list,
+                        reasons: list | None = None) -> None:
         """Rows of pgml_trigger.prediction_log, one per element of the lists (callers run as the log's owner)."""
         self._execute("server_log_insert", ["text", "int4", "text", "text", "text", "text[]", "float8[]", "text[]",
-                                            "text[]"],
-                      [name, version, role, target, output_column, row_keys, predictions, labels, features])
+                                            "text[]", "text[]"],
+                      [name, version, role, target, output_column, row_keys, predictions, labels, features,
+                       reasons if reasons is not None else [None] * len(row_keys)])
 
     def drift_model(self, model_ref: str) -> dict:
         return dict(self._execute("server_drift_model", ["text"], [model_ref])[0])

@@ -25,6 +25,7 @@ from .. import __version__  # noqa: E402
 from ..errors import AttachmentStale, FeatureOutOfRange, FeatureTypeMismatch, PgmlTriggerError  # noqa: E402
 from . import counters as _counters  # noqa: E402
 from . import drift as _drift  # noqa: E402
+from . import explain as _explain  # noqa: E402
 from . import generation as _generation  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
@@ -297,7 +298,8 @@ def _score_and_log(attachment, model, keys, rows) -> list:
     outputs = _outputs(attachment, model, rows)
     logged_features = rows if attachment.log else None
     if attachment.log or attachment.challenger or attachment.mode == "statement":
-        _log(model, "champion", attachment, keys, outputs, attachment.output, logged_features)
+        reasons = _explained(model, rows, attachment.explain_top_k) if attachment.explain_column else None
+        _log(model, "champion", attachment, keys, outputs, attachment.output, logged_features, reasons)
     if attachment.challenger:
         challenger = _cache.model(attachment.challenger)
         if challenger.schema.names != model.schema.names:
@@ -314,14 +316,15 @@ def _outputs(attachment, model, rows) -> list:
     return model.predict_many(rows)
 
 
-def _log(model, role, attachment, keys, outputs, output, rows) -> None:
-    """Rows of the prediction log; ``rows`` are the features to keep, or None."""
+def _log(model, role, attachment, keys, outputs, output, rows, reasons=None) -> None:
+    """Rows of the prediction log; ``rows`` are the features to keep, or None; ``reasons``: explain() of each."""
     labels = outputs if output == "label" else [None] * len(outputs)
     values = [None] * len(outputs) if output == "label" else outputs
     features = ([None] * len(outputs) if rows is None
                 else [json.dumps(dict(zip(model.schema.names, _json_safe(row)))) for row in rows])
     _cache.catalog.log_predictions(model.name, model.version, role, attachment and attachment.target,
-                                   attachment and attachment.output_column, list(keys), values, labels, features)
+                                   attachment and attachment.output_column, list(keys), values, labels, features,
+                                   reasons)
 
 
 def _json_safe(row) -> list:
@@ -395,3 +398,48 @@ def score_typed_statement(attachment_id, keys, numbers, texts, kinds, clock):
         except PgmlTriggerError as exc:
             raise in_row(exc, index) from None
     _score_and_log(attachment, model, keys, rows)
+
+
+# --- explain(): each input column's SHAP value in a prediction (server/explain.py), and the reasons triggers write.
+
+_explainers = _explain.Explainers(_cache.catalog.explainer, _cache.max_bytes)
+
+
+@_sql_errors
+def fetch_explainer(name, version):
+    return _cache.catalog.fetch_explainer(name, version)
+
+
+@_sql_errors
+def explain(model_ref, features, top_k, clock):
+    if model_ref is None or features is None:
+        return None
+    model = _model(model_ref, clock)
+    return _explained(model, [_inputs(model, features)], top_k)[0]
+
+
+@_sql_errors
+def explain_batch(model_ref, features, top_k, clock):
+    """``features`` as for predict_batch(); a NULL row explains as NULL."""
+    if model_ref is None or features is None:
+        return None
+    model = _model(model_ref, clock)
+    return _score_batch(model, features, lambda rows: _explained(model, rows, top_k))
+
+
+@_sql_errors
+def explain_row(attachment_id, features, clock):
+    """The reasons a row trigger writes beside its prediction: explain() of the same row, as many as it keeps."""
+    attachment, model = _attached_model(attachment_id, clock)
+    return _explained(model, [_inputs(model, features, attachment.columns)], attachment.explain_top_k)[0]
+
+
+@_sql_errors
+def explain_typed_row(attachment_id, numbers, texts, clock):
+    attachment, model = _attached_model(attachment_id, clock)
+    row = _typed_inputs(model, numbers, texts, attachment.columns)
+    return _explained(model, [row], attachment.explain_top_k)[0]
+
+
+def _explained(model, rows, top_k) -> list[str]:
+    return _explain.explain(model, lambda: _explainers.get(model), rows, top_k)

@@ -20,6 +20,7 @@ from ..sqlfiles import query
 from . import frameworks, mlflow_source
 from .compile import Compiled, NotCompiled, check_rows
 from .describe import ModelInfo, describe_onnx
+from .explainer import explainer_columns
 from .linear import linear_form
 
 _REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes", "feature_names", "feature_types",
@@ -69,9 +70,10 @@ def upload(conn, name: str, model, *, feature_names=None, alias: str | None = No
 
     Each stage, as it ends, is logged (logger ``pgml_trigger.upload``, INFO)
     and handed to ``progress(stage, seconds, nbytes)`` when given: read (an
-    MLflow model), describe, serialize, compile, linear form, send, server
-    check, commit; ``nbytes`` is the payload's size where the stage made or
-    moved it, else None. A big forest spends its time in compile and send.
+    MLflow model), describe, serialize, compile, linear form, explainer, send,
+    server check, commit; ``nbytes`` is the payload's size where the stage made
+    or moved it (the explainer's for explainer), else None. A big forest spends
+    its time in compile and send.
     """
     _check_name(name)
     stages = _Stages(name, progress)
@@ -109,6 +111,7 @@ class _Payloads:
     library_versions: dict[str, str]
     probe: list[dict] | None  # rows the server scores before the upload commits
     training_profile: dict | None
+    explainer: dict  # the explainer columns: what explain() reads, or why the version has none (explainer/)
 
 
 def _check_name(name) -> None:
@@ -143,7 +146,8 @@ def _graph_payloads(source: _Source, classes, task: str | None, sample, stages: 
         _check_onnx_runs(source.model, info)
     compiled = Compiled(None, None, None, {"compiled": False, "reason": "an onnx model is scored by its own graph"})
     return _Payloads(info, source.model, compiled, linear_form=None, library_versions={}, probe=None,
-                     training_profile=_profile(sample, info))
+                     training_profile=_profile(sample, info), explainer=_explainer(None, source.model, info, sample,
+                                                                                   stages))
 
 
 def _model_payloads(source: _Source, classes, task: str | None, sample, compile: bool,
@@ -166,8 +170,19 @@ def _model_payloads(source: _Source, classes, task: str | None, sample, compile:
             form = linear_form(model, info, sample)
     else:
         compiled, form = Compiled(None, None, None, {"compiled": False, "reason": "upload(compile=False)"}), None
+    # The framework found for the model as given: prepare() wraps a native booster in an adapter that would
+    # look like a plain scikit-learn model.
+    explainer = _explainer(framework, model, info, sample, stages)
     return _Payloads(info, payload, compiled, form, framework.library_versions(),
-                     probe=_probe_rows(framework, model, info, sample), training_profile=_profile(sample, info))
+                     probe=_probe_rows(framework, model, info, sample), training_profile=_profile(sample, info),
+                     explainer=explainer)
+
+
+def _explainer(framework, model, info: ModelInfo, sample, stages: _Stages) -> dict:
+    with stages("explainer") as stage:
+        columns = explainer_columns(framework, model, info, sample)
+        stage.nbytes(columns.get("explainer"))
+    return columns
 
 
 def _check_size(name: str, fmt: str, built: _Payloads) -> None:
@@ -216,6 +231,7 @@ def _row(name: str, source: _Source, built: _Payloads, description: str | None, 
         "payload_hmac": formats.signature(key, fmt, sha256, compiled_sha256) if key is not None else None,
         "source_uri": mlflow.source_uri if mlflow is not None else None,
         "mlflow_version": mlflow.mlflow_version if mlflow is not None else None,
+        **built.explainer,
     }
 
 
