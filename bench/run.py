@@ -201,6 +201,7 @@ def _section_only(args, section: str, measure, report) -> int:
     from sklearn.ensemble import RandomForestClassifier
 
     from pgml_trigger import upload
+
     X, y = load_breast_cancer(return_X_y=True)
     forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
     with _installed_cluster(args.venv) as (cluster, dsn):
