@@ -222,6 +222,7 @@ def _section_only(args, section: str, measure, report) -> int:
     from sklearn.ensemble import RandomForestClassifier
 
     from pgml_trigger import upload
+
     X, y = load_breast_cancer(return_X_y=True)
     forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
     with _installed_cluster(args.venv) as (cluster, dsn):
@@ -559,7 +560,7 @@ def _report(results: dict) -> str:
         target = r["target_vs_fetch_and_score"]
         lines.append(f"  {name:8} {r['rows']:8d} {r['fetch_and_score_s']:9.2f} {r['predict_batch_s']:16.2f} "
                      f"{r['vs_fetch_and_score']:6.2f}x  <={target}x: "
-                     f"{_verdict(r['vs_fetch_and_score'] <= target):6}   {r['engine_s']:9.2f} "
+                     f"{_verdict(r['vs_fetch_and_score'] <= target):6}   {r['engine_s']:9.3f} "
                      f"{r['predict_batch_vs_engine']:6.2f}x"
                      f"   (client: read {r['fetch_and_score_read_s']:.2f} by {r['fetch_and_score_read_way']}, "
                      f"predict {r['fetch_and_score_predict_s']:.2f}; "
