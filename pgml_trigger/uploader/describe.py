@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidModel
-from ..schema import NUMBER, STRING, FeatureSchema
+from ..schema import FLOAT32_MAX, NUMBER, STRING, FeatureSchema, refusing
+from .missing import feature_inputs
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ def describe(model, feature_names=None, sample=None) -> ModelInfo:
     names = _feature_names(model, kind, fitted_names, feature_names)
     input_kind = "frame" if fitted_names is not None else "array"
     types = _feature_types(model, names, sample) if input_kind == "frame" else [NUMBER] * len(names)
-    schema = FeatureSchema(names=tuple(names), types=tuple(types), accepts_nan=_accepts_nan(model),
-                           input_kind=input_kind)
+    inputs = feature_inputs(model, names, types, input_kind, task, sample)
+    schema = FeatureSchema(names=tuple(names), types=tuple(types), inputs=inputs, input_kind=input_kind)
     return ModelInfo(task=task, classes=classes, schema=schema)
 
 
@@ -89,12 +90,6 @@ def _feature_names(model, kind, fitted_names, given) -> list[str]:
     if len(set(names)) != len(names):
         raise InvalidModel(f"feature names must be unique: {names}")
     return names
-
-
-def _accepts_nan(model) -> bool:
-    from sklearn.utils import get_tags
-
-    return bool(get_tags(model).input_tags.allow_nan)
 
 
 def _feature_types(model, names: list[str], sample) -> list[str]:
@@ -165,7 +160,8 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
     """
     from ..server import onnx_graph
 
-    reading = onnx_graph.read(onnx_graph.load(payload), task)
+    graph = onnx_graph.load(payload)
+    reading = onnx_graph.read(graph, task)
     if reading.task == "classification":
         if classes is not None:
             classes = list(classes)
@@ -197,9 +193,19 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
     if len(set(names)) != len(names):
         raise InvalidModel(f"feature names must be unique: {names}")
     schema = FeatureSchema(names=tuple(names), types=reading.feature_types or (NUMBER,) * len(names),
-                           accepts_nan=False, input_kind="array" if reading.feature_names is None else "frame")
+                           inputs=refusing(names, "the uploaded ONNX graph (pgml_trigger passes it no missing "
+                                                  "values)"),
+                           input_kind="array" if reading.feature_names is None else "frame")
+    if _reads_float32(graph):
+        schema = schema.within(FLOAT32_MAX)
     return ModelInfo(task=reading.task, classes=[_json_scalar(label) for label in classes] if classes else None,
                      schema=schema)
+
+
+def _reads_float32(graph) -> bool:
+    """Whether an ONNX graph takes float32 numbers, where a larger number would be infinity."""
+    weights = {initializer.name for initializer in graph.graph.initializer}
+    return any(item.type.tensor_type.elem_type == 1 for item in graph.graph.input if item.name not in weights)
 
 
 def _json_scalar(label):
