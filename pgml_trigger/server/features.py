@@ -23,6 +23,7 @@ from itertools import chain
 import numpy as np
 
 from ..errors import (
+    FeatureAmbiguous,
     FeatureCountMismatch,
     FeatureMissing,
     FeatureMissingValue,
@@ -108,6 +109,47 @@ def from_mapping(schema: FeatureSchema, mapping, model_label: str, columns=None)
                              f"{model_label}", detail=_feature_list(schema))
     return [_coerce(schema, position, kind, mapping[name], model_label, columns)
             for position, (name, kind) in enumerate(zip(schema.names, schema.types))]
+
+
+def distinct_columns(schema: FeatureSchema, text: str, parsed, model_label: str):
+    """``parsed``, the JSON ``text`` of a row (or an array of rows) by name, after checking that no row names a
+    feature twice: a row of a join can hold two columns of one name, and a JSON parser keeps the last of them.
+
+    Every key of an object in the text ends in '":', so when the text holds no more of those than the rows have
+    keys, no key comes twice (the common case, one pass over the text); otherwise the text is parsed again,
+    keeping every key."""
+    rows = parsed if isinstance(parsed, list) else [parsed]
+    if text.count('":') == sum(len(row) for row in rows if isinstance(row, dict)):
+        return parsed
+    again = _json_keeping_pairs(text)
+    for row in again if isinstance(again, list) else [again]:
+        twice = [name for name in getattr(row, "twice", ()) if name in schema.names]
+        if twice:
+            raise FeatureAmbiguous(f"the row given to model {model_label} has two columns named \"{twice[0]}\", "
+                                   "a feature of the model", hint="give the columns distinct names (e.g. AS "
+                                                                  "another_name), one of them the feature's")
+    return parsed
+
+
+class _KeysTwice(dict):
+    """A JSON object that held some keys more than once (``twice``); the last value of each is kept."""
+
+    twice: tuple = ()
+
+
+def _json_keeping_pairs(text: str):
+    import json
+
+    def pairs(items):
+        mapping = dict(items)
+        if len(mapping) == len(items):
+            return mapping
+        seen: set = set()
+        marked = _KeysTwice(mapping)
+        marked.twice = tuple(key for key, _ in items if key in seen or seen.add(key))
+        return marked
+
+    return json.loads(text, object_pairs_hook=pairs)
 
 
 def matrix_from_mappings(schema: FeatureSchema, mappings) -> np.ndarray | None:
