@@ -162,11 +162,14 @@ class OnnxEngine:
             self._row = np.empty((1, len(schema.names)), dtype=self._dtype)
             width = len(classes) if classes is not None else 1
             shape = [1] if len(scored.shape) == 1 else [1, width]
-            buffer = np.empty(shape, dtype=_ONNX_DTYPES.get(scored.type, np.float32))
-            self._scores = buffer.reshape(1, width)
-            self._binding = self.session.io_binding()
-            self._binding.bind_ortvalue_input(self._input, onnxruntime.OrtValue.ortvalue_from_numpy(self._row))
-            self._binding.bind_output(scored.name, "cpu", 0, buffer.dtype, shape, buffer.ctypes.data)
+            # onnxruntime holds a bound buffer to the output's declared shape, which a converter may get wrong
+            # (skl2onnx declares PLSRegression's [N, 1] values [N, n_features]): such a graph runs unbound.
+            if len(scored.shape) == 1 or not isinstance(scored.shape[1], int) or scored.shape[1] == width:
+                buffer = np.empty(shape, dtype=_ONNX_DTYPES.get(scored.type, np.float32))
+                self._scores = buffer.reshape(1, width)
+                self._binding = self.session.io_binding()
+                self._binding.bind_ortvalue_input(self._input, onnxruntime.OrtValue.ortvalue_from_numpy(self._row))
+                self._binding.bind_output(scored.name, "cpu", 0, buffer.dtype, shape, buffer.ctypes.data)
 
     def predict_row(self, values):
         scores = self._row_scores(values)
@@ -192,16 +195,20 @@ class OnnxEngine:
         return scores if self._classes is None else clipped_proba(scores)
 
     def _run(self, rows) -> np.ndarray:
-        if self._binding is None:
+        if self._column_dtypes is not None:
             return self.session.run(self._output, onnx_inputs(self.schema, rows, column_dtypes=self._column_dtypes))[0]
         return self.session.run(self._output, onnx_inputs(self.schema, rows, self._input, self._dtype))[0]
 
     def _row_scores(self, values) -> list[float]:
-        if self._binding is None:
-            return self.session.run(self._output, _row_feeds(self._row_inputs, values))[0][0].tolist()
-        self._row[0] = values
-        self.session.run_with_iobinding(self._binding)
-        return self._scores[0].tolist()
+        if self._binding is not None:
+            self._row[0] = values
+            self.session.run_with_iobinding(self._binding)
+            return self._scores[0].tolist()
+        if self._column_dtypes is not None:
+            feeds = _row_feeds(self._row_inputs, values)
+        else:
+            feeds = {self._input: np.array([values], dtype=self._dtype)}
+        return np.asarray(self.session.run(self._output, feeds)[0]).reshape(1, -1)[0].tolist()
 
 
 class SklearnEngine:

@@ -97,7 +97,7 @@ def compile_model(model, info: ModelInfo, sample=None, convert=None, bounds=None
         agreement.update(compiled=False, reason="ONNX disagrees with scikit-learn on the sample rows")
         return Compiled(None, None, None, agreement)
     agreement["compiled"] = True
-    largest = FLOAT32_MAX if any(item.type == "tensor(float)" for item in engine.session.get_inputs()) else None
+    largest = FLOAT32_MAX if computes_in_float32(payload) else None
     if not info.schema.accepts_nan:
         return Compiled(FORMAT, payload, False, agreement, largest)
     # Converters differ from scikit-learn in where a missing value goes (RandomForest's does, for one), and a
@@ -106,6 +106,25 @@ def compile_model(model, info: ModelInfo, sample=None, convert=None, bounds=None
     handles = _agrees(gaps) and not _text_may_be_missing(info.schema)
     agreement["missing_values"] = {"scored_by": "onnx" if handles else "sklearn", **gaps}
     return Compiled(FORMAT, payload, handles, agreement, largest)
+
+
+# ai.onnx.ml operators whose weights are float32 attributes: they compute in float32 whatever their input.
+_FLOAT32_OPERATORS = {"SVMClassifier", "SVMRegressor", "TreeEnsembleClassifier", "TreeEnsembleRegressor",
+                      "TreeEnsemble", "LinearClassifier", "LinearRegressor", "Scaler", "Imputer", "Binarizer",
+                      "Normalizer"}
+
+
+def computes_in_float32(payload: bytes) -> bool:
+    """Whether an ONNX graph reads numbers as float32, casts them to it, or computes with float32 weights (the
+    ai.onnx.ml operators skl2onnx writes for SVMs, trees, imputers): a number beyond float32's range would be
+    infinity there, and its answers are float32's."""
+    import onnx
+
+    graph = onnx.load_from_string(payload).graph
+    return any(item.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for item in graph.input) or any(
+        (node.domain == "ai.onnx.ml" and node.op_type in _FLOAT32_OPERATORS)
+        or (node.op_type == "Cast" and any(attribute.name == "to" and attribute.i == onnx.TensorProto.FLOAT
+                                           for attribute in node.attribute)) for node in graph.node)
 
 
 def _text_may_be_missing(schema: FeatureSchema) -> bool:

@@ -159,9 +159,9 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
     class scores (torch.onnx), the column indexes 0..n_classes-1. ``task`` must agree with the graph.
     """
     from ..server import onnx_graph
+    from .compile import computes_in_float32
 
-    graph = onnx_graph.load(payload)
-    reading = onnx_graph.read(graph, task)
+    reading = onnx_graph.read(onnx_graph.load(payload), task)
     if reading.task == "classification":
         if classes is not None:
             classes = list(classes)
@@ -196,16 +196,10 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
                            inputs=refusing(names, "the uploaded ONNX graph (pgml_trigger passes it no missing "
                                                   "values)"),
                            input_kind="array" if reading.feature_names is None else "frame")
-    if _reads_float32(graph):
+    if computes_in_float32(payload):
         schema = schema.within(FLOAT32_MAX)
     return ModelInfo(task=reading.task, classes=[_json_scalar(label) for label in classes] if classes else None,
                      schema=schema)
-
-
-def _reads_float32(graph) -> bool:
-    """Whether an ONNX graph takes float32 numbers, where a larger number would be infinity."""
-    weights = {initializer.name for initializer in graph.graph.initializer}
-    return any(item.type.tensor_type.elem_type == 1 for item in graph.graph.input if item.name not in weights)
 
 
 def _json_scalar(label):

@@ -145,6 +145,9 @@ def _base_rows(model, names: list[str], types: list[str], sample) -> list[list]:
     """A few complete rows the model scores: the sample's first, else values the fitted model reveals."""
     import pandas as pd
 
+    if sample is not None and hasattr(sample, "columns") and not set(names) <= set(sample.columns):
+        # A model that kept no column names (a pipeline ending in CatBoost) took the frame's columns in order.
+        sample = sample.to_numpy() if sample.shape[1] == len(names) else None
     if sample is not None:
         frame = sample if hasattr(sample, "columns") else pd.DataFrame(np.asarray(sample), columns=names)
         head = frame[names].head(1000)

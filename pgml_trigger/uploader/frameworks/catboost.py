@@ -48,9 +48,10 @@ class CatBoostFramework(Framework):
     def describe(self, model, feature_names=None, sample=None):
         if isinstance(model, CatBoostModel):
             return model.info()
-        if feature_names is None and final_step(model) is model:
-            # CatBoost keeps a DataFrame's column names in feature_names_, not feature_names_in_.
-            feature_names = _named(model)
+        if feature_names is None and not hasattr(model, "feature_names_in_"):
+            # CatBoost keeps a DataFrame's column names in feature_names_, not feature_names_in_: they are the
+            # model's where nothing comes before it (a pipeline of it alone).
+            feature_names = _named(final_step(model))
         return super().describe(model, feature_names, sample)
 
     def to_onnx(self, model, info) -> bytes:
