@@ -159,6 +159,13 @@ def _converted(model, info: ModelInfo, number_type, target_opset, classifier) ->
     from skl2onnx import convert_sklearn as to_onnx
     from skl2onnx.common.data_types import StringTensorType
 
+    from .frameworks import final_step
+    from .graph_imputers import ready_for_graph
+
+    ready = ready_for_graph(model)
+    if ready is not model and classifier is not None:
+        classifier = final_step(ready)  # the copy's, whose converter takes the option
+    model = ready
     schema = info.schema
     if schema.string_features or _selects_columns(model):
         # One input per column, named like it: how skl2onnx maps a ColumnTransformer's column names.
