@@ -29,10 +29,10 @@ $$;
 CREATE FUNCTION bench.rows_via_send(features bytea) RETURNS integer
 LANGUAGE plpython3u STABLE STRICT AS $$
 if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
-from pgml_trigger.schema import FeatureSchema
+from pgml_trigger.schema import FeatureInput, FeatureSchema
 from pgml_trigger.server.features import from_array_send
-schema = FeatureSchema(names=tuple(f"x{i}" for i in range(30)), types=("number",) * 30, accepts_nan=False,
-                       input_kind="array")
+schema = FeatureSchema(names=tuple(f"x{i}" for i in range(30)), types=("number",) * 30,
+                       inputs=(FeatureInput(),) * 30, input_kind="array")
 return from_array_send(schema, features, "bench").shape[0]
 $$;
 

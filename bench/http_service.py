@@ -46,15 +46,16 @@ def _worker_state() -> dict:
 
 
 def _onnx_engine(conn, name: str):
-    from pgml_trigger.schema import FeatureSchema
+    from pgml_trigger.schema import FeatureInput, FeatureSchema
     from pgml_trigger.server.engines import OnnxEngine
 
-    graph, names, types, accepts_nan, input_kind, classes = conn.execute(
-        "SELECT compiled_payload, feature_names, feature_types, accepts_nan, input_kind, classes "
+    graph, names, types, inputs, input_kind, classes = conn.execute(
+        "SELECT compiled_payload, feature_names, feature_types, feature_inputs, input_kind, classes "
         "FROM pgml_trigger.models WHERE name = %s ORDER BY version DESC LIMIT 1", [name]).fetchone()
     if graph is None:
         raise RuntimeError(f"model {name} has no compiled graph")
-    schema = FeatureSchema(names=tuple(names), types=tuple(types), accepts_nan=accepts_nan, input_kind=input_kind)
+    schema = FeatureSchema(names=tuple(names), types=tuple(types), inputs=tuple(map(FeatureInput.from_json, inputs)),
+                           input_kind=input_kind)
     return OnnxEngine(graph, schema, classes)
 
 

@@ -52,6 +52,12 @@ class FeatureOutOfRange(PgmlTriggerError, ValueError):
     sqlstate = "22003"  # numeric_value_out_of_range
 
 
+class FeatureAmbiguous(PgmlTriggerError, ValueError):
+    """A row holding two columns of a feature's name (a join's row): which one the model should take is unclear."""
+
+    sqlstate = "42702"  # ambiguous_column
+
+
 class WrongModelKind(PgmlTriggerError, TypeError):
     """predict_proba on a regressor, predict on text class labels, ..."""
 

@@ -15,7 +15,12 @@ CREATE TABLE pgml_trigger.models (
     classes         jsonb,
     feature_names   text[]      NOT NULL,
     feature_types   text[]      NOT NULL,
-    accepts_nan     boolean     NOT NULL,
+    -- per feature, in model order (pgml_trigger/schema.py FeatureInput, found by pgml_trigger/uploader/missing.py):
+    -- {"missing": "NaN"} where a NULL is passed to the model as NaN ("None": as None, for a text feature fitted
+    -- so), {"refused_by": "<step>"} where the model refuses a missing value; "booleans": true where a numeric
+    -- feature was fitted on booleans
+    feature_inputs  jsonb       NOT NULL,
+    accepts_nan     boolean     GENERATED ALWAYS AS (jsonb_path_exists(feature_inputs, '$[*].missing')) STORED,
     input_kind      text        NOT NULL,
     python_version  text        NOT NULL,
     sklearn_version text        NOT NULL,
@@ -67,7 +72,11 @@ CREATE TABLE pgml_trigger.models (
     CONSTRAINT models_features CHECK (
         cardinality(feature_names) >= 1
         AND cardinality(feature_names) = cardinality(feature_types)
-        AND feature_types <@ ARRAY['number', 'string']),
+        AND feature_types <@ ARRAY['number', 'string']
+        AND jsonb_typeof(feature_inputs) = 'array'
+        AND jsonb_array_length(feature_inputs) = cardinality(feature_names)
+        AND NOT jsonb_path_exists(feature_inputs,
+                                  '$[*] ? (@.type() != "object" || @.missing != "NaN" && @.missing != "None")')),
     CONSTRAINT models_input_kind_known CHECK (input_kind IN ('array', 'frame')),
     CONSTRAINT models_compiled CHECK (
         (compiled_format IS NULL AND compiled_payload IS NULL AND compiled_sha256 IS NULL
@@ -85,6 +94,9 @@ ALTER TABLE pgml_trigger.models ALTER COLUMN explainer SET STORAGE EXTERNAL;
 COMMENT ON TABLE pgml_trigger.models IS 'one row per uploaded model version; rows are immutable but for description';
 COMMENT ON COLUMN pgml_trigger.models.scoring_path IS
     'onnx: scored by onnxruntime from compiled_payload; sklearn: by the unpickled joblib payload';
+COMMENT ON COLUMN pgml_trigger.models.feature_inputs IS
+    'per feature: how a missing value is passed to the model, or the step that refuses one; booleans taken';
+COMMENT ON COLUMN pgml_trigger.models.accepts_nan IS 'whether some feature may be NULL (feature_inputs says which)';
 COMMENT ON COLUMN pgml_trigger.models.agreement IS
     'how the compiled payload was checked against scikit-learn at upload, or why the model was not compiled';
 COMMENT ON COLUMN pgml_trigger.models.metrics IS 'evaluation metrics the uploader passed, e.g. {"roc_auc": 0.97}';
@@ -183,6 +195,7 @@ BEGIN
     kept.metrics := OLD.metrics;
     kept.training_profile := OLD.training_profile;
     kept.scoring_path := OLD.scoring_path;  -- generated after BEFORE triggers: not yet in NEW
+    kept.accepts_nan := OLD.accepts_nan;
     IF kept IS DISTINCT FROM OLD THEN
         RAISE EXCEPTION 'model "%@%" cannot be changed; only its description, metrics and training profile can',
             OLD.name, OLD.version USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'upload a new version instead';

@@ -5,8 +5,8 @@
 
 CREATE VIEW pgml_trigger.model_catalog AS
 SELECT m.name, m.version, m.format, m.sha256, octet_length(m.payload)::bigint AS payload_bytes, m.task, m.classes,
-       m.feature_names, m.feature_types, m.accepts_nan, m.input_kind, m.python_version, m.sklearn_version,
-       m.numpy_version, m.joblib_version, m.description, m.created_at, m.created_by,
+       m.feature_names, m.feature_types, m.feature_inputs, m.accepts_nan, m.input_kind, m.python_version,
+       m.sklearn_version, m.numpy_version, m.joblib_version, m.description, m.created_at, m.created_by,
        m.scoring_path, m.compiled_format, m.compiled_sha256, octet_length(m.compiled_payload)::bigint AS compiled_bytes,
        m.compiled_handles_nan, m.agreement, m.metrics, m.training_profile,
        m.payload_hmac, m.skops_version, m.onnxruntime_version, m.linear_form,

@@ -318,6 +318,10 @@ BEGIN
     ELSIF out_type.category IS NULL THEN
         RAISE EXCEPTION 'column "%" of % does not exist', output_column, target_name
             USING ERRCODE = 'undefined_column';
+    ELSIF out_type.category = 'N' AND m.task = 'classification' AND m.classes::text ~ '"' THEN
+        -- refused now rather than on every row the trigger would score
+        RAISE EXCEPTION 'model %@% predicts text labels; its output column "%" must be text, not %',
+            m.name, m.version, output_column, out_type.type_name USING ERRCODE = 'datatype_mismatch';
     ELSIF out_type.category = 'N' THEN
         output := 'value';
     ELSIF out_type.category = 'S' AND m.task = 'classification' THEN

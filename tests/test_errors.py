@@ -81,7 +81,8 @@ def test_null_feature_is_an_error_for_models_without_missing_value_support(conn,
     row = list(models.iloc[0])
     row[4] = None
     _expect(conn, "SELECT pgml_trigger.predict('bc', %s::float8[])", [row],
-            psycopg.errors.NullValueNotAllowed, 'feature "mean_smoothness" is NULL', "does not accept missing")
+            psycopg.errors.NullValueNotAllowed, 'feature "mean_smoothness" is NULL',
+            "does not accept a missing value there: LogisticRegression (step 'logisticregression') refuses it")
     named = dict(models.iloc[0].to_dict(), mean_smoothness=None)
     _expect(conn, "SELECT pgml_trigger.predict('bc', %s::jsonb)", [json.dumps(named)],
             psycopg.errors.NullValueNotAllowed, 'feature "mean_smoothness" is NULL')

@@ -20,6 +20,7 @@ import joblib
 import psycopg
 import pytest
 import trained
+from psycopg.types.json import Jsonb
 
 from pgml_trigger import formats, upload
 
@@ -34,10 +35,11 @@ def _insert_raw(conn, name: str, payload: bytes, features=("a",)) -> None:
     """A models row written directly, bypassing the uploader's checks (but with the right sha256)."""
     conn.execute("""
         INSERT INTO pgml_trigger.models (name, version, format, payload, sha256, task, feature_names, feature_types,
-                                         accepts_nan, input_kind, python_version, sklearn_version, numpy_version,
+                                         feature_inputs, input_kind, python_version, sklearn_version, numpy_version,
                                          joblib_version)
-        VALUES (%s, 0, 'joblib', %s, %s, 'regression', %s, %s, false, 'array', '3', '1', '1', '1')""",
-                 [name, payload, formats.sha256(payload), list(features), ["number"] * len(features)])
+        VALUES (%s, 0, 'joblib', %s, %s, 'regression', %s, %s, %s, 'array', '3', '1', '1', '1')""",
+                 [name, payload, formats.sha256(payload), list(features), ["number"] * len(features),
+                  Jsonb([{}] * len(features))])
 
 
 def _model_table(conn):

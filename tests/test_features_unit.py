@@ -15,7 +15,7 @@ from pgml_trigger.errors import (
     FeatureOutOfRange,
     FeatureTypeMismatch,
 )
-from pgml_trigger.schema import NUMBER, STRING, FeatureSchema
+from pgml_trigger.schema import FLOAT32_MAX, NUMBER, STRING, FeatureInput, FeatureSchema
 from pgml_trigger.server.features import (
     from_mapping,
     from_positional,
@@ -24,9 +24,16 @@ from pgml_trigger.server.features import (
 )
 from pgml_trigger.uploader.describe import describe
 
-NUMERIC = FeatureSchema(names=("a", "b"), types=(NUMBER, NUMBER), accepts_nan=False, input_kind="array")
-NAN_OK = FeatureSchema(names=("a", "b"), types=(NUMBER, NUMBER), accepts_nan=True, input_kind="array")
-MIXED = FeatureSchema(names=("city", "n"), types=(STRING, NUMBER), accepts_nan=False, input_kind="frame")
+REFUSED = FeatureInput(refused_by="StandardScaler (step 'scale')")
+
+
+def _schema(names, types, inputs, input_kind="array"):
+    return FeatureSchema(names=names, types=types, inputs=inputs, input_kind=input_kind)
+
+
+NUMERIC = _schema(("a", "b"), (NUMBER, NUMBER), (REFUSED, REFUSED))
+NAN_OK = _schema(("a", "b"), (NUMBER, NUMBER), (FeatureInput(missing="NaN"),) * 2)
+MIXED = _schema(("city", "n"), (STRING, NUMBER), (REFUSED, REFUSED), "frame")
 
 
 def test_positional_row_is_the_values_in_model_order():
@@ -40,8 +47,7 @@ def test_mapping_orders_values_by_feature_and_makes_numbers_float():
 
 def test_typed_arrays_give_the_row_by_name():
     """A trigger's float8[] and text[] of a row with text columns: the values, NULLs and errors of the row by name."""
-    schema = FeatureSchema(names=("n", "city", "m", "zone"), types=(NUMBER, STRING, NUMBER, STRING),
-                           accepts_nan=False, input_kind="frame")
+    schema = _schema(("n", "city", "m", "zone"), (NUMBER, STRING, NUMBER, STRING), (REFUSED,) * 4, "frame")
     assert from_typed_arrays(schema, [1.5, 2.0], ["Oslo", "b"], "m@1") == [1.5, "Oslo", 2.0, "b"]
     for numbers, texts in (([1.0, None], [None, "b"]), ([math.nan, 1.0], ["Oslo", None]),
                            ([1.0, -math.inf], ["Oslo", "b"])):
@@ -51,18 +57,50 @@ def test_typed_arrays_give_the_row_by_name():
             from_typed_arrays(schema, numbers, texts, "m@1", columns=("n", "c", "m", "zone"))
         with pytest.raises(type(by_kind.value), match=re.escape(by_kind.value.message)):
             from_mapping(schema, by_name, "m@1", columns=("n", "c", "m", "zone"))
-    nan_ok = FeatureSchema(names=("city", "n"), types=(STRING, NUMBER), accepts_nan=True, input_kind="frame")
-    assert [math.isnan(v) for v in from_typed_arrays(nan_ok, [None], [None], "m@1")] == [True, True]
+    nan_ok = _schema(("city", "n"), (STRING, NUMBER), (FeatureInput(missing="None"), FeatureInput(missing="NaN")),
+                     "frame")
+    city, n = from_typed_arrays(nan_ok, [None], [None], "m@1")
+    assert city is None and math.isnan(n)  # as the model was fitted: None for this text feature, NaN for numbers
     with pytest.raises(FeatureCountMismatch, match="expects 1 numeric and 1 text features, got 2 and 1"):
         from_typed_arrays(MIXED, [1.0, 2.0], ["Oslo"], "m@1")
 
 
 def test_nulls_become_nan_only_where_accepted():
     assert math.isnan(from_positional(NAN_OK, [None, 1.0], "m@1")[0])
-    with pytest.raises(FeatureMissingValue, match='feature "a" is NULL'):
+    with pytest.raises(FeatureMissingValue, match='feature "a" is NULL') as caught:
         from_positional(NUMERIC, [None, 1.0], "m@1")
+    assert caught.value.message == ('feature "a" is NULL, and model m@1 does not accept a missing value there: '
+                                    "StandardScaler (step 'scale') refuses it")
+    assert caught.value.hint.startswith("fill the value in, or refit the model")
     with pytest.raises(FeatureMissingValue, match='column "col_a" \\(feature "a"\\) is NaN'):
         from_mapping(NUMERIC, {"a": "NaN", "b": 1}, "m@1", columns=("col_a", "b"))
+
+
+def test_missing_values_are_taken_feature_by_feature():
+    schema = _schema(("a", "b"), (NUMBER, NUMBER), (FeatureInput(missing="NaN"), REFUSED))
+    assert math.isnan(from_mapping(schema, {"a": None, "b": 1}, "m@1")[0])
+    with pytest.raises(FeatureMissingValue, match='feature "b" is NULL'):
+        from_mapping(schema, {"a": 1, "b": None}, "m@1")
+    with pytest.raises(FeatureMissingValue, match='feature "b" is NaN'):
+        from_positional(schema, [math.nan, math.nan], "m@1")
+
+
+def test_numbers_beyond_float32_where_the_model_reads_float32():
+    schema = _schema(("a", "b"), (NUMBER, NUMBER), (FeatureInput(largest=FLOAT32_MAX), FeatureInput()))
+    assert from_mapping(schema, {"a": 3.4e38, "b": 1e300}, "m@1") == [3.4e38, 1e300]
+    for given in ({"a": 1e300, "b": 0}, {"a": -3.5e38, "b": 0}):
+        with pytest.raises(FeatureOutOfRange, match='feature "a" is .*, beyond ±3.4028235e\\+38'):
+            from_mapping(schema, given, "m@1")
+        with pytest.raises(FeatureOutOfRange, match='feature "a"'):
+            from_positional(schema, [given["a"], 0.0], "m@1")
+    assert matrix_from_mappings(schema, [{"a": 1e300, "b": 0}]) is None  # then row by row, which says why
+
+
+def test_booleans_only_where_the_model_was_fitted_on_them():
+    with pytest.raises(FeatureTypeMismatch, match='feature "a" of model m@1 must be a number, got JSON boolean true'):
+        from_mapping(NUMERIC, {"a": True, "b": 1}, "m@1")
+    schema = _schema(("a", "b"), (NUMBER, NUMBER), (FeatureInput(booleans=True), REFUSED))
+    assert from_mapping(schema, {"a": True, "b": 1}, "m@1") == [1.0, 1.0]
 
 
 def test_special_floats_written_by_to_jsonb():
@@ -113,15 +151,15 @@ def test_an_integer_beyond_float_range_is_out_of_range():
 
 
 def test_many_rows_by_name_make_one_matrix_in_model_order():
-    rows = [{"b": 2, "a": 1.5, "extra": "x"}, {"a": True, "b": -0.0}]
+    rows = [{"b": 2, "a": 1.5, "extra": "x"}, {"a": 1, "b": -0.0}]
     matrix = matrix_from_mappings(NUMERIC, rows)
     assert matrix.dtype == float and matrix.tolist() == [from_mapping(NUMERIC, row, "m@1") for row in rows]
     assert matrix_from_mappings(NUMERIC, []).shape == (0, 2)
 
 
 @pytest.mark.parametrize("odd", [{"a": "1.5", "b": 1}, {"a": None, "b": 1}, {"a": 1}, {"a": [1], "b": 1},
-                                 {"a": math.inf, "b": 1}, {"a": math.nan, "b": 1}, {"a": 10**400, "b": 1},
-                                 None, [1, 2], "a"])
+                                 {"a": True, "b": 1}, {"a": math.inf, "b": 1}, {"a": math.nan, "b": 1},
+                                 {"a": 10**400, "b": 1}, None, [1, 2], "a"])
 def test_a_row_the_matrix_cannot_take_as_it_is_sends_the_batch_row_by_row(odd):
     """None: the caller then reads each row with from_mapping, which refuses or accepts it with its reasons."""
     assert matrix_from_mappings(NUMERIC, [{"a": 1, "b": 2}, odd]) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -133,11 +134,13 @@ def _offline(values):
 
 
 REG_REFS = ("reg", "reg@1", "reg@production")
+ALIAS = r"[A-Za-z_][A-Za-z0-9_.-]{0,62}"  # set_alias's rule (sql/resolution.sql)
 
 
 def _finite_numbers(values, count: int) -> bool:
+    """A list of ``count`` finite numbers (JSON true and false are not numbers to a model not fitted on them)."""
     return (isinstance(values, list) and len(values) == count
-            and all(isinstance(v, (int, float)) and v is not None and math.isfinite(v) for v in values))
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values))
 
 
 def _reg_features(features) -> list | None:
@@ -154,6 +157,47 @@ def _scored(outcome, result, what):
     return result[0][0]
 
 
+def _as_offline(outcome, result, what, expected, **approx):
+    """The answer must be the model's own (within ``approx``); where the model computes no finite number (a feature
+    near float8's largest, multiplied), the answer must be a refusal with 22003, never a NaN or an infinity."""
+    values = np.atleast_1d(np.asarray(expected, dtype=np.float64))
+    if not np.isfinite(values).all():
+        assert (outcome, result) == ("error", "22003"), f"{what} gave {result} where the model computes {expected}"
+        return
+    got = _scored(outcome, result, what)
+    assert got == (pytest.approx(expected, **approx) if approx else expected)
+
+
+IRIS_FEATURES = ["x0", "x1", "x2", "x3"]
+MIXED_NUMBERS, MIXED_TEXTS = ["age", "bmi", "bp", "s1", "s5"], ["sex", "bmi_band"]
+RESOLVED = {"reg": ("reg", 1), "reg@1": ("reg", 1), "reg@production": ("reg", 1), "iris": ("iris", 1),
+            "iris@1": ("iris", 1), "mixed": ("mixed", 1), "mixed@1": ("mixed", 1)}
+
+
+def _by_name_offline(function: str, model: str, features) -> tuple[str, object] | None:
+    """What the model itself answers for a by-name input it takes: (function's answer kind, answer); None where the
+    input or the call is one the model has no answer for (a refusal is the right outcome)."""
+    if not isinstance(features, dict) or RESOLVED.get(model) is None:
+        return None
+    name = RESOLVED[model][0]
+    if name == "reg" and function == "predict" and _reg_features(features) is not None:
+        return "value", _offline(_reg_features(features))
+    if name == "iris" and function != "predict" and all(name in features for name in IRIS_FEATURES):
+        values = [features[name] for name in IRIS_FEATURES]
+        if _finite_numbers(values, 4):
+            iris = trained.iris_text_labels()[0]
+            return ("label", iris.predict([values])[0]) if function == "predict_label" else \
+                ("proba", list(iris.predict_proba([values])[0]))
+    if name == "mixed" and function == "predict" and all(name in features for name in MIXED_NUMBERS + MIXED_TEXTS):
+        numbers, texts = [features[n] for n in MIXED_NUMBERS], [features[n] for n in MIXED_TEXTS]
+        if _finite_numbers(numbers, 5) and all(text is None or isinstance(text, str) for text in texts):
+            # A NULL text is an unknown category to the model's OneHotEncoder(handle_unknown="ignore").
+            row = pd.DataFrame([numbers + [np.nan if text is None else text for text in texts]],
+                               columns=MIXED_NUMBERS + MIXED_TEXTS).astype({text: object for text in MIXED_TEXTS})
+            return "value", float(trained.mixed_pipeline().predict(row)[0])
+    return None
+
+
 @hypothesis_settings
 @given(function=st.sampled_from(["predict", "predict_label", "predict_proba"]), model=st.one_of(model_refs, st.none()),
        features=st.one_of(float_arrays, st.none()))
@@ -164,12 +208,11 @@ def test_scoring_with_arrays(world, function, model, features):
     if model is None or features is None:
         assert (outcome, result) == ("ok", [(None,)])  # STRICT
     elif function == "predict" and model in REG_REFS and _finite_numbers(features, 10):
-        assert _same(_scored(outcome, result, function), _offline(features))
+        _as_offline(outcome, result, function, _offline(features))
     elif function == "predict_label" and model == "iris" and _finite_numbers(features, 4):
         assert _scored(outcome, result, function) == iris.predict([features])[0]
     elif function == "predict_proba" and model == "iris" and _finite_numbers(features, 4):
-        assert _scored(outcome, result, function) == pytest.approx(list(iris.predict_proba([features])[0]),
-                                                                   rel=1e-9, abs=1e-12, nan_ok=True)
+        _as_offline(outcome, result, function, list(iris.predict_proba([features])[0]), rel=1e-9, abs=1e-12)
     else:
         assert outcome == "error", f"{function}({model!r}, {len(features)} values) scored: {result}"
 
@@ -181,14 +224,17 @@ def test_scoring_with_jsonb(world, function, model, features):
     param = features if isinstance(features, RawJson) or features is None else Jsonb(features)
     outcome, result = _run(world, function, sql.SQL("SELECT pgml_trigger.{}(%s, %s::jsonb)").format(
         sql.Identifier(function)), [model, param])
+    expected = None if isinstance(features, RawJson) else _by_name_offline(function, model, features)
     if not _writes_as_json(features):  # NaN or Infinity in it: psycopg writes text that is not JSON
         assert (outcome, result) == ("error", "22P02")
     elif model is None or features is None:
         assert (outcome, result) == ("ok", [(None,)])
-    elif function == "predict" and model in REG_REFS and _reg_features(features) is not None:
-        assert _same(_scored(outcome, result, function), _offline(_reg_features(features)))
+    elif expected is None:
+        assert outcome == "error", f"{function}({model!r}) scored: {result}"
+    elif expected[0] == "label":
+        assert _scored(outcome, result, function) == expected[1]
     else:
-        assert outcome == "error" or model in ("iris", "mixed"), f"{function}({model!r}) scored: {result}"
+        _as_offline(outcome, result, function, expected[1], rel=1e-9, abs=1e-12)
 
 
 @hypothesis_settings
@@ -216,10 +262,10 @@ def test_resolve_model(world, model):
     outcome, result = _run(world, "resolve_model", "SELECT * FROM pgml_trigger.resolve_model(%s)", [model])
     if model is None:
         assert (outcome, result) == ("ok", [(None, None)])
-    elif model in ("reg", "reg@1", "reg@production"):
-        assert (outcome, result) == ("ok", [("reg", 1)])
-    elif outcome == "ok":
-        assert model in ("iris", "mixed")
+    elif model in RESOLVED:
+        assert (outcome, result) == ("ok", [RESOLVED[model]])
+    else:
+        assert outcome == "error", f"{model!r} resolved to {result}"
 
 
 @hypothesis_settings
@@ -229,12 +275,16 @@ def test_resolve_model(world, model):
 def test_set_alias(world, name, alias, version):
     outcome, result = _run(world, "set_alias", "SELECT pgml_trigger.set_alias(%s, %s, %s::int)",
                            [name, alias, version])
-    if outcome == "ok" and result != [(None,)]:
-        assert result == [(version,)] and version == 1 and name in ("reg", "iris", "mixed")
+    if None in (name, alias, version):
+        assert (outcome, result) == ("ok", [(None,)])  # STRICT
+    elif name in ("reg", "iris", "mixed") and version == 1 and re.fullmatch(ALIAS, alias):
+        assert (outcome, result) == ("ok", [(1,)]), f"set_alias({name!r}, {alias!r}, 1) refused: {result}"
         assert world.execute("SELECT * FROM pgml_trigger.resolve_model(%s)", [f"{name}@{alias}"]).fetchone() == (
             name, 1)
         world.execute("SELECT pgml_trigger.set_alias('reg', 'production', 1)")
         world.execute("DELETE FROM pgml_trigger.aliases WHERE NOT (name = 'reg' AND alias = 'production')")
+    else:
+        assert outcome == "error", f"set_alias({name!r}, {alias!r}, {version}) gave {result}"
 
 
 TARGETS = [f'"{HOSTILE_SCHEMA}"."{HOSTILE_TABLE.replace(chr(34), chr(34) * 2)}"', "t", "pgml_trigger.models",
@@ -257,26 +307,47 @@ attach_arguments = st.one_of(
 @given(arguments=attach_arguments, row=st.lists(st.floats(-0.2, 0.2), min_size=10, max_size=10))
 def test_attach_and_detach(world, arguments, row):
     target, model, output, features = arguments
+    takes = _feeds(target, model, output, features)
     outcome, result = _run(world, "attach", "SELECT pgml_trigger.attach(%s, %s, %s, %s)",
                            [target, model, output, features])
     if outcome != "ok":
+        assert takes is None, f"attach({model!r}, {output!r}, {features}) refused with SQLSTATE {result}"
         outcome, _ = _run(world, "detach", "SELECT pgml_trigger.detach(%s, %s)", [target, output])
         assert outcome == "error" or None in (target, output)
         return
+    assert takes is not None, f"attach({target!r}, {model!r}, {output!r}, {features}) was accepted"
     # It worked: then it scores, with hostile identifiers all along, and detaches to leave nothing behind.
     table = sql.Identifier(HOSTILE_SCHEMA, HOSTILE_TABLE)
-    assert output in (HOSTILE_OUTPUT, "label; --")
     outcome, result = _run(world, "scoring trigger", sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING {}").format(
         table, sql.SQL(", ").join(map(sql.Identifier, REG_FEATURES)), sql.SQL(", ").join([sql.Placeholder()] * 10),
         sql.Identifier(output)), row)
-    if outcome == "ok" and output == HOSTILE_OUTPUT:
-        values = dict(zip(REG_FEATURES, row))
+    got = _scored(outcome, result, "a scoring trigger")
+    values = dict(zip(REG_FEATURES, row))
+    if takes == "reg":
         # reg is linear: the trigger computes it as SQL arithmetic, within linear.RTOL/ATOL
-        assert result[0][0] == pytest.approx(_offline([values[column] for column in features or REG_FEATURES]),
-                                             rel=linear.RTOL, abs=linear.ATOL)
+        assert got == pytest.approx(_offline([values[column] for column in features or REG_FEATURES]),
+                                    rel=linear.RTOL, abs=linear.ATOL)
+    else:
+        assert got == trained.iris_text_labels()[0].predict([[values[column] for column in features]])[0]
     world.execute(sql.SQL("DELETE FROM {}").format(table))
     assert _run(world, "detach", "SELECT pgml_trigger.detach(%s, %s)", [target, output])[0] == "ok"
     assert world.execute("SELECT count(*) FROM pgml_trigger.attachments").fetchone() == (0,)
+
+
+def _feeds(target, model, output, features, trigger: bool = True) -> str | None:
+    """Which model a scoring trigger (or score()) takes these arguments for ("reg", "iris"), or None where it must
+    refuse them: the hostile table's numeric columns feed reg's ten features into its numeric output column, or
+    iris's four into its text one. A trigger takes each feature from another column (its UPDATE OF list names each
+    once); score() may read one column for two features."""
+    if target != TARGETS[0] or model is None:
+        return None
+    columns = features is not None and set(features) <= set(REG_FEATURES) and (
+        len(set(features)) == len(features) or not trigger)
+    if model in REG_REFS and output == HOSTILE_OUTPUT and (features is None or (columns and len(features) == 10)):
+        return "reg"
+    if model == "iris" and output == "label; --" and columns and len(features) == 4:
+        return "iris"
+    return None
 
 
 rows_2d = st.one_of(
@@ -314,16 +385,23 @@ def test_predict_batch_with_jsonb(world, model, rows):
     param = None if rows is None else [None if row is None else Jsonb(row) for row in rows]
     outcome, result = _run(world, "predict_batch", "SELECT pgml_trigger.predict_batch(%s, %s::jsonb[])",
                            [model, param])
+    expected = None if rows is None else [None if row is None else _by_name_offline("predict", model or "", row)
+                                          for row in rows]
     if model is None or rows is None:
         assert (outcome, result) == ("ok", [(None,)])
-    elif model in REG_REFS and all(row is None or _reg_features(row) is not None for row in rows):
-        got = _scored(outcome, result, "predict_batch")
-        assert len(got) == len(rows)
-        for row, value in zip(rows, got):
-            if row is None:
-                assert value is None
-            else:
-                assert value == pytest.approx(_offline(_reg_features(row)), rel=1e-12)
+    elif model in RESOLVED and RESOLVED[model][0] == "iris":
+        assert outcome == "error", f"predict_batch of iris, whose labels are text, scored: {result}"
+    elif model in RESOLVED and all(row is None for row in rows):
+        assert (outcome, result) == ("ok", [([None] * len(rows),)])  # a null row predicts NULL
+    elif model in RESOLVED and all(row is None or want is not None for row, want in zip(rows, expected)):
+        values = [None if want is None else want[1] for want in expected]
+        if not all(value is None or math.isfinite(value) for value in values):
+            assert (outcome, result) == ("error", "22003")
+        else:
+            got = _scored(outcome, result, "predict_batch")
+            assert got == [None if value is None else pytest.approx(value, rel=1e-12) for value in values]
+    else:
+        assert outcome == "error", f"predict_batch({model!r}, {len(rows)} rows) scored: {result}"
 
 
 @hypothesis_settings
@@ -340,14 +418,19 @@ def test_score(world, model, target, output, features, batch_size):
     before = world.execute(sql.SQL("SELECT * FROM {}").format(table)).fetchall()
     outcome, result = _run(world, "score", "SELECT pgml_trigger.score(%s, %s, %s, %s, %s::int)",
                            [model, target, output, features, batch_size])
-    if outcome == "error":
+    takes = _feeds(target, model, output, features, trigger=False) if batch_size is not None and batch_size >= 1 \
+        else None
+    if takes is None:
+        assert outcome == "error", f"score({model!r}, {target!r}, {output!r}, {features}, {batch_size}) gave {result}"
         assert world.execute(sql.SQL("SELECT * FROM {}").format(table)).fetchall() == before
-    elif result != [(None,)]:
-        assert result == [(1,)] and output in (HOSTILE_OUTPUT, "label; --")
+    else:
+        assert (outcome, result) == ("ok", [(1,)]), f"score({model!r}, ..., {features}) refused: {result}"
         scored = world.execute(sql.SQL("SELECT {} FROM {}").format(sql.Identifier(output), table)).fetchone()[0]
-        if output == HOSTILE_OUTPUT:
-            values = dict(zip(REG_FEATURES, [0.01 * i for i in range(10)]))
+        values = dict(zip(REG_FEATURES, [0.01 * i for i in range(10)]))
+        if takes == "reg":
             assert scored == pytest.approx(_offline([values[c] for c in features or REG_FEATURES]), rel=1e-12)
+        else:
+            assert scored == trained.iris_text_labels()[0].predict([[values[c] for c in features]])[0]
     world.execute(sql.SQL("DELETE FROM {}").format(table))
 
 

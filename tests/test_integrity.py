@@ -46,9 +46,9 @@ BIG = 520_000_000  # over 512 MB, under the 500 MiB upload accepts: hex text of 
 def _insert_raw(conn, name: str, payload: bytes) -> None:
     conn.execute("""
         INSERT INTO pgml_trigger.models (name, version, format, payload, sha256, task, feature_names, feature_types,
-                                         accepts_nan, input_kind, python_version, sklearn_version, numpy_version,
+                                         feature_inputs, input_kind, python_version, sklearn_version, numpy_version,
                                          joblib_version)
-        VALUES (%s, 0, 'joblib', %b, %s, 'regression', '{a}', '{number}', false, 'array', '3', '1', '1', '1')""",
+        VALUES (%s, 0, 'joblib', %b, %s, 'regression', '{a}', '{number}', '[{}]', 'array', '3', '1', '1', '1')""",
                  [name, payload, formats.sha256(payload)])
 
 

@@ -115,7 +115,12 @@ def test_onnx_flavor_with_a_zipmap_and_the_signature_naming_the_columns(conn, re
     assert conn.execute("SELECT format, feature_names, metrics, source_uri FROM pgml_trigger.model_versions"
                         ).fetchone() == ("onnx", IRIS, {"accuracy": 0.97}, "models:/iris/1")
     assert _by_column_name(conn, "iris", frame, "predict_label") == list(model.predict(data))
-    assert run.info.run_id
+    upload(conn, "iris", f"runs:/{run.info.run_id}/iris")  # the same model, by the run that logged it
+    assert conn.execute("SELECT array_agg(source_uri ORDER BY version), count(DISTINCT sha256) "
+                        "FROM pgml_trigger.model_versions").fetchone() == (
+        ["models:/iris/1", f"runs:/{run.info.run_id}/iris"], 1)
+    assert [label for (label,) in conn.execute("SELECT pgml_trigger.predict_label('iris@2', to_jsonb(r)) "
+                                               "FROM rows AS r ORDER BY id")] == list(model.predict(data))
 
 
 def test_xgboost_flavor_uploads_and_scores_by_column_name(conn, registry):

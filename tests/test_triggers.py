@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import psycopg
 import pytest
 import trained
@@ -51,8 +53,6 @@ def test_text_output_column_gets_the_label(conn):
     model, data = trained.iris_text_labels()
     names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     upload(conn, "iris", model, feature_names=names)
-    import pandas as pd
-
     frame = pd.DataFrame(data, columns=names)
     create_table(conn, "flowers", frame, extra={"species": "text"})
     conn.execute("SELECT pgml_trigger.attach('flowers', 'iris', 'species')")
@@ -147,7 +147,6 @@ def test_mixed_type_rows_logged_and_in_statement_mode(conn, visits):
 def test_statement_trigger_refuses_a_version_taking_its_features_as_other_kinds(conn):
     """A statement trigger splits rows by the kinds of features it was attached for and is not rewritten when the
     version changes: a version taking the same features as other kinds is refused, never fed the wrong values."""
-    import pandas as pd
     from sklearn.compose import make_column_transformer
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
@@ -173,30 +172,35 @@ def test_statement_trigger_refuses_a_version_taking_its_features_as_other_kinds(
 
 @pytest.mark.parametrize("column, value", [("bmi", None), ("bmi", "NaN"), ("bmi", "Infinity"), ("age", "-Infinity"),
                                            ("gender", None)])
-def test_mixed_type_missing_and_infinite_values_fail_as_by_name(conn, visits, column, value):
-    """NULL, NaN and infinite numbers and a NULL text fail as they do when the row goes by name (jsonb)."""
-    _, X, table, columns = visits
+def test_mixed_type_missing_and_infinite_values_as_scikit_learn_takes_them(conn, visits, column, value):
+    """A NULL, NaN or infinite number and a NULL text: the trigger stores what scikit-learn predicts for the row, or
+    refuses it, naming the column, where scikit-learn refuses it (a missing number reaches LinearRegression, which
+    takes none; a missing text is an unknown category to OneHotEncoder(handle_unknown="ignore"))."""
+    model, X, table, columns = visits
     _attach_mixed(conn, "visits", "prediction", columns)
     row = dict(table.iloc[0].to_dict(), **{column: value})
     names = ", ".join(f'"{name}"' for name in row)
-    insert = f"INSERT INTO {{}} ({names}) VALUES ({', '.join(['%s'] * len(row))})"
-    with pytest.raises(psycopg.Error) as by_kind:
-        conn.execute(insert.format("visits"), list(row.values()))
-    # What the trigger did before: the row by name, as jsonb_build_object() in the generated body.
-    conn.execute("CREATE TABLE plain (LIKE visits INCLUDING DEFAULTS)")
-    conn.execute(insert.format("plain"), list(row.values()))
-    by_name = ", ".join(f"'{feature}', \"{source}\"" for feature, source in zip(X.columns, columns))
-    with pytest.raises(psycopg.Error) as jsonb:
-        conn.execute(f"SELECT pgml_trigger._score_row(1, jsonb_build_object({by_name}), now()) FROM plain")
-    assert by_kind.value.sqlstate == jsonb.value.sqlstate and by_kind.value.sqlstate in ("22004", "22003")
-    assert by_kind.value.diag.message_primary == jsonb.value.diag.message_primary
-    assert f'column "{column}"' in by_kind.value.diag.message_primary
+    offline = X.iloc[[0]].copy()
+    feature = "sex" if column == "gender" else column
+    offline[feature] = offline[feature].astype(object)  # a text column keeps its kind with a missing value in it
+    offline.iloc[0, offline.columns.get_loc(feature)] = {None: np.nan, "NaN": np.nan, "Infinity": np.inf,
+                                                         "-Infinity": -np.inf}[value]
+    insert = f"INSERT INTO visits ({names}) VALUES ({', '.join(['%s'] * len(row))}) RETURNING prediction"
+    try:
+        expected = float(model.predict(offline)[0])
+    except ValueError:  # scikit-learn refuses the row
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute(insert, list(row.values()))
+        assert refused.value.sqlstate == ("22003" if "Infinity" in str(value) else "22004")
+        assert f'column "{column}"' in refused.value.diag.message_primary
+        assert conn.execute("SELECT count(*) FROM visits").fetchone()[0] == 0
+        return
+    assert conn.execute(insert, list(row.values())).fetchone()[0] == expected
 
 
-def test_mixed_type_columns_of_every_kind_score_as_by_name(conn):
-    """char(n) (with its padding), an enum, varchar, real (by its text), numeric, integer and boolean columns give
-    the model what jsonb_build_object() gave it."""
-    import pandas as pd
+def test_mixed_type_columns_of_every_kind_score_as_scikit_learn(conn):
+    """char(n) (with its padding), an enum, varchar, real (by its text), numeric, integer and boolean columns: each
+    row gets what scikit-learn predicts from the values as the columns show them."""
     from sklearn.compose import make_column_transformer
     from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
@@ -218,12 +222,12 @@ def test_mixed_type_columns_of_every_kind_score_as_by_name(conn):
     conn.execute("INSERT INTO items (code, tier, city, ratio, amount, count, flag) VALUES "
                  "('ab', 'gold', 'Oslo', 0.1, 2.50, 3, true), ('cd', 'tin', 'Lima', 1.7, 0.25, -4, false), "
                  "('x', 'tin', 'Rome', 3.3e-5, 12.75, 7, true)")
-    by_name = ", ".join(f"'{name}', {name}" for name in frame.columns)
-    got = conn.execute(f"SELECT out, pgml_trigger._score_row(1, jsonb_build_object({by_name}), now()) "
-                       "FROM items ORDER BY id").fetchall()
-    assert [by_kind for by_kind, _ in got] == [jsonb for _, jsonb in got]
-    padded = frame.iloc[[0]].assign(ratio=0.1, amount=2.5, count=3, flag=1.0)
-    assert got[0][0] == float(model.predict(padded)[0])  # "ab    ", as char(6) shows it; 0.1, as real shows it
+    # As the columns show them: "ab    " as char(6) pads it, 0.1 as a real prints it; true and false are 1 and 0.
+    shown = pd.DataFrame({"code": ["ab    ", "cd    ", "x     "], "tier": ["gold", "tin", "tin"],
+                          "city": ["Oslo", "Lima", "Rome"], "ratio": [0.1, 1.7, 3.3e-5], "amount": [2.5, 0.25, 12.75],
+                          "count": [3, -4, 7], "flag": [1.0, 0.0, 1.0]})
+    got = [out for (out,) in conn.execute("SELECT out FROM items ORDER BY id")]
+    assert got == _offline(model, shown)
 
 
 def test_detach_removes_trigger_function_and_record(conn, bc):

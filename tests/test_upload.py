@@ -82,8 +82,8 @@ def test_server_refuses_a_payload_that_does_not_match_its_checksum(conn):
     payload = b"not what was hashed"
     with pytest.raises(Exception) as caught:
         conn.execute("INSERT INTO pgml_trigger.models (name, version, format, payload, sha256, task, feature_names, "
-                     "feature_types, accepts_nan, input_kind, python_version, sklearn_version, numpy_version, "
-                     "joblib_version) VALUES ('x', 0, 'joblib', %s, %s, 'regression', '{a}', '{number}', false, "
+                     "feature_types, feature_inputs, input_kind, python_version, sklearn_version, numpy_version, "
+                     "joblib_version) VALUES ('x', 0, 'joblib', %s, %s, 'regression', '{a}', '{number}', '[{}]', "
                      "'array', '3', '1', '1', '1')", [payload, hashlib.sha256(b"other").hexdigest()])
     assert caught.value.sqlstate == "XX001"
 

@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from ..schema import FeatureSchema
+from ..schema import FeatureInput, FeatureSchema
 from ..sqlfiles import query
 
 
@@ -69,7 +69,8 @@ class Catalog:
     def resolve(self, model_ref: str) -> ModelMeta:
         row = self._execute("server_resolve", ["text"], [model_ref])[0]
         schema = FeatureSchema(names=_interned(row["feature_names"]), types=tuple(row["feature_types"]),
-                               accepts_nan=row["accepts_nan"], input_kind=row["input_kind"])
+                               inputs=tuple(map(FeatureInput.from_json, json.loads(row["feature_inputs"]))),
+                               input_kind=row["input_kind"])
         return ModelMeta(name=row["name"], version=row["version"], sha256=row["sha256"], format=row["format"],
                          task=row["task"], classes=json.loads(row["classes"]) if row["classes"] else None,
                          schema=schema, payload_bytes=row["payload_bytes"],

@@ -56,6 +56,32 @@ def most_probable(proba: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return classes[np.argmax(proba >= top - TIE, axis=1)]
 
 
+def model_frame(names, types, rows):
+    """The DataFrame a model fitted on one is given: numbers as float64 columns, text as object columns that keep
+    a missing value as what features.py made it (None or NaN; pandas' own string columns would make every None a
+    NaN), as the training frame held it."""
+    import pandas as pd
+
+    if isinstance(rows, np.ndarray):  # a batch of numbers, already a matrix
+        columns = rows.reshape(-1, len(names)).T
+    else:
+        columns = zip(*rows) if len(rows) else ([] for _ in names)
+    return pd.DataFrame({name: np.array(values, dtype=np.float64) if kind == NUMBER else pd.Series(values, dtype=object)
+                         for name, kind, values in zip(names, types, columns)}, copy=False)
+
+
+def clipped_proba(scores: np.ndarray) -> np.ndarray:
+    """Probabilities within [0, 1] and summing to 1 per row: float32 sums of trees stray a little outside (a
+    forest's -3.6e-7 and 1.0000004)."""
+    stray = ((scores < 0.0) | (scores > 1.0)).any(axis=1)
+    if not stray.any():
+        return scores
+    scores = np.array(scores, dtype=np.float64)
+    kept = np.clip(scores[stray], 0.0, 1.0)
+    scores[stray] = kept / kept.sum(axis=1, keepdims=True)
+    return scores
+
+
 def onnx_inputs(schema: FeatureSchema, rows, name: str = "features", dtype=np.float32,
                 column_dtypes: dict | None = None) -> dict:
     """onnxruntime feeds for a sequence of rows, as the uploader's conversion declared them (compile.py).
@@ -132,11 +158,14 @@ class OnnxEngine:
             self._row = np.empty((1, len(schema.names)), dtype=self._dtype)
             width = len(classes) if classes is not None else 1
             shape = [1] if len(scored.shape) == 1 else [1, width]
-            buffer = np.empty(shape, dtype=_ONNX_DTYPES.get(scored.type, np.float32))
-            self._scores = buffer.reshape(1, width)
-            self._binding = self.session.io_binding()
-            self._binding.bind_ortvalue_input(self._input, onnxruntime.OrtValue.ortvalue_from_numpy(self._row))
-            self._binding.bind_output(scored.name, "cpu", 0, buffer.dtype, shape, buffer.ctypes.data)
+            # onnxruntime holds a bound buffer to the output's declared shape, which a converter may get wrong
+            # (skl2onnx declares PLSRegression's [N, 1] values [N, n_features]): such a graph runs unbound.
+            if len(scored.shape) == 1 or not isinstance(scored.shape[1], int) or scored.shape[1] == width:
+                buffer = np.empty(shape, dtype=_ONNX_DTYPES.get(scored.type, np.float32))
+                self._scores = buffer.reshape(1, width)
+                self._binding = self.session.io_binding()
+                self._binding.bind_ortvalue_input(self._input, onnxruntime.OrtValue.ortvalue_from_numpy(self._row))
+                self._binding.bind_output(scored.name, "cpu", 0, buffer.dtype, shape, buffer.ctypes.data)
 
     def predict_row(self, values):
         scores = self._row_scores(values)
@@ -148,26 +177,34 @@ class OnnxEngine:
                 return label
 
     def predict_proba_row(self, values) -> list[float]:
-        return self._row_scores(values)
+        scores = self._row_scores(values)
+        if self._classes is not None and (min(scores) < 0.0 or max(scores) > 1.0):
+            return clipped_proba(np.array([scores]))[0].tolist()
+        return scores
 
     def predict_rows(self, rows) -> np.ndarray:
         scores = self._run(rows)
         return scores.ravel() if self._classes is None else most_probable(scores, self._class_array)
 
     def predict_proba_rows(self, rows) -> np.ndarray:
-        return self._run(rows)
+        scores = self._run(rows)
+        return scores if self._classes is None else clipped_proba(scores)
 
     def _run(self, rows) -> np.ndarray:
-        if self._binding is None:
+        if self._column_dtypes is not None:
             return self.session.run(self._output, onnx_inputs(self.schema, rows, column_dtypes=self._column_dtypes))[0]
         return self.session.run(self._output, onnx_inputs(self.schema, rows, self._input, self._dtype))[0]
 
     def _row_scores(self, values) -> list[float]:
-        if self._binding is None:
-            return self.session.run(self._output, _row_feeds(self._row_inputs, values))[0][0].tolist()
-        self._row[0] = values
-        self.session.run_with_iobinding(self._binding)
-        return self._scores[0].tolist()
+        if self._binding is not None:
+            self._row[0] = values
+            self.session.run_with_iobinding(self._binding)
+            return self._scores[0].tolist()
+        if self._column_dtypes is not None:
+            feeds = _row_feeds(self._row_inputs, values)
+        else:
+            feeds = {self._input: np.array([values], dtype=self._dtype)}
+        return np.asarray(self.session.run(self._output, feeds)[0]).reshape(1, -1)[0].tolist()
 
 
 class SklearnEngine:
@@ -199,11 +236,7 @@ class SklearnEngine:
 
     def _matrix(self, rows):
         if self._frame:
-            import pandas as pd
-
-            # Numbers arrive as Python floats and text as str, so pandas infers the
-            # dtypes the model was fitted with: float64 and a string/object column.
-            return pd.DataFrame(rows if isinstance(rows, list) else list(rows), columns=self._names)
+            return model_frame(self._names, self.schema.types, rows)
         return np.asarray(rows, dtype=np.float64).reshape(-1, len(self._names))
 
     def _call(self, method: str, X):

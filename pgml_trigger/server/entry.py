@@ -30,6 +30,7 @@ from . import generation as _generation  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
 from .features import (  # noqa: E402
+    distinct_columns,
     from_array_send,
     from_mapping,
     from_positional,
@@ -113,6 +114,11 @@ def _counted_as_error(model):
 
 
 def _parsed(model, text):
+    """A row (or rows) by name from its JSON text; one naming a feature twice is refused (features.py)."""
+    return distinct_columns(model.schema, text, _json(model, text), model.label)
+
+
+def _json(model, text):
     try:
         return _fast_json(text)
     except ValueError:  # what orjson refuses and json takes: integers beyond 64 bits, nesting beyond 1024, ...

@@ -2,12 +2,16 @@
 
 This is the one place where a row becomes features: SQL predict, the scoring
 triggers and the uploader's checks all go through it. It enforces the
-missing-value policy:
+missing-value policy, feature by feature as the upload found the fitted model
+to take them (models.feature_inputs, pgml_trigger/uploader/missing.py):
 
-* a NULL (or NaN) feature becomes NaN when the model accepts missing values
-  (scikit-learn's ``allow_nan`` tag, recorded at upload), and is an error
-  naming the feature (or the column feeding it) otherwise;
-* +/-Infinity is always an error, since no scikit-learn model accepts it.
+* a NULL (or NaN) feature is passed as what the model was fitted with (NaN,
+  or None for a text feature fitted so) where the model accepts a missing
+  value, and is an error naming the feature (or the column feeding it) and
+  the step that refuses it otherwise;
+* +/-Infinity is always an error, since no scikit-learn model accepts it, and so is
+  a number beyond what the model reads it as (float32, for trees and float graphs);
+* JSON true/false is a number only for a feature fitted on booleans.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from itertools import chain
 import numpy as np
 
 from ..errors import (
+    FeatureAmbiguous,
     FeatureCountMismatch,
     FeatureMissing,
     FeatureMissingValue,
@@ -48,12 +53,12 @@ def from_positional(schema: FeatureSchema, values: list, model_label: str, colum
             f"model {model_label} has text features ({', '.join(schema.string_features)}) that a "
             "double precision[] cannot carry", hint="pass the features as jsonb by name, e.g. to_jsonb(row)")
     try:
-        if math.isfinite(sum(values)):  # the common case, checked in one pass
+        if math.isfinite(sum(values)) and _within(schema, values):  # the common case, checked in one pass
             return values
     except TypeError:  # a NULL element (None)
         pass
     row = [math.nan if value is None else value for value in values]
-    _check_non_finite(schema, row, values, model_label, columns)
+    _check_numbers(schema, row, values, model_label, columns)
     return row
 
 
@@ -67,7 +72,7 @@ def from_typed_arrays(schema: FeatureSchema, numbers: list, texts: list, model_l
                                    f"text features, got {len(numbers)} and {len(texts)}", detail=_feature_list(schema))
     row = schema.merge_by_kind(numbers + texts)
     try:
-        if math.isfinite(sum(numbers)) and None not in texts:  # the common case, checked in two passes
+        if math.isfinite(sum(numbers)) and None not in texts and _within(schema, numbers):  # the common case
             return row
     except TypeError:  # a NULL number (None)
         pass
@@ -89,8 +94,9 @@ def from_mapping(schema: FeatureSchema, mapping, model_label: str, columns=None)
         try:
             values = schema.values_by_name(mapping)
             # One pass for the common case: a sum is a finite number only when every value is a finite
-            # number (None, text, arrays and objects raise TypeError; an integer beyond float range, OverflowError).
-            if math.isfinite(sum(values)):
+            # number (None, text, arrays and objects raise TypeError; an integer beyond float range, OverflowError),
+            # and another for booleans, which sum as numbers.
+            if math.isfinite(sum(values)) and bool not in map(type, values) and _within(schema, values):
                 return list(map(float, values))
         except (KeyError, TypeError, OverflowError):
             pass
@@ -105,6 +111,47 @@ def from_mapping(schema: FeatureSchema, mapping, model_label: str, columns=None)
             for position, (name, kind) in enumerate(zip(schema.names, schema.types))]
 
 
+def distinct_columns(schema: FeatureSchema, text: str, parsed, model_label: str):
+    """``parsed``, the JSON ``text`` of a row (or an array of rows) by name, after checking that no row names a
+    feature twice: a row of a join can hold two columns of one name, and a JSON parser keeps the last of them.
+
+    Every key of an object in the text ends in '":', so when the text holds no more of those than the rows have
+    keys, no key comes twice (the common case, one pass over the text); otherwise the text is parsed again,
+    keeping every key."""
+    rows = parsed if isinstance(parsed, list) else [parsed]
+    if text.count('":') == sum(len(row) for row in rows if isinstance(row, dict)):
+        return parsed
+    again = _json_keeping_pairs(text)
+    for row in again if isinstance(again, list) else [again]:
+        twice = [name for name in getattr(row, "twice", ()) if name in schema.names]
+        if twice:
+            raise FeatureAmbiguous(f"the row given to model {model_label} has two columns named \"{twice[0]}\", "
+                                   "a feature of the model", hint="give the columns distinct names (e.g. AS "
+                                                                  "another_name), one of them the feature's")
+    return parsed
+
+
+class _KeysTwice(dict):
+    """A JSON object that held some keys more than once (``twice``); the last value of each is kept."""
+
+    twice: tuple = ()
+
+
+def _json_keeping_pairs(text: str):
+    import json
+
+    def pairs(items):
+        mapping = dict(items)
+        if len(mapping) == len(items):
+            return mapping
+        seen: set = set()
+        marked = _KeysTwice(mapping)
+        marked.twice = tuple(key for key, _ in items if key in seen or seen.add(key))
+        return marked
+
+    return json.loads(text, object_pairs_hook=pairs)
+
+
 def matrix_from_mappings(schema: FeatureSchema, mappings) -> np.ndarray | None:
     """Many rows given by name (JSON objects, or table rows as JSON) as one float64 matrix in model order, in a
     few passes over all of them: when every row holds a finite number for every feature, the common case.
@@ -116,13 +163,17 @@ def matrix_from_mappings(schema: FeatureSchema, mappings) -> np.ndarray | None:
     try:
         rows = [values(mapping) for mapping in mappings]  # a row that is not an object: TypeError
         # As in from_mapping: sum() refuses None, text, arrays and objects, and a total is finite only when
-        # every value is a finite number (numpy would parse the text "1.5" as a number; sum() does not).
-        if not math.isfinite(sum(map(sum, rows))):
+        # every value is a finite number (numpy would parse the text "1.5" as a number; sum() does not); booleans
+        # sum as numbers.
+        if not math.isfinite(sum(map(sum, rows))) or bool in set(map(type, chain.from_iterable(rows))):
             return None
     except (KeyError, TypeError, OverflowError):
         return None
     width = len(schema.names)
-    return np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width).reshape(-1, width)
+    matrix = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width).reshape(-1, width)
+    if schema.largest is not None and matrix.size and np.abs(matrix).max() > schema.largest:
+        return None
+    return matrix
 
 
 def from_array_send(schema: FeatureSchema, data: bytes, model_label: str) -> np.ndarray:
@@ -155,19 +206,28 @@ def from_array_send(schema: FeatureSchema, data: bytes, model_label: str) -> np.
         cells = np.frombuffer(data, dtype=_CELL, count=n_rows * n_features, offset=28)
         matrix, nulls = cells["value"].astype(np.float64), None
     matrix = matrix.reshape(n_rows, n_features)
-    finite = np.isfinite(matrix)
-    if not finite.all():
-        bad = ~finite if not schema.accepts_nan else np.isinf(matrix)
-        if bad.any():
-            row_index = int(np.argwhere(bad)[0][0])
-            row = matrix[row_index]
-            values = [None if nulls is not None and nulls[row_index * n_features + i] else value
-                      for i, value in enumerate(row.tolist())]
-            try:
-                _check_non_finite(schema, row, values, model_label, None)
-            except PgmlTriggerError as exc:
-                raise in_row(exc, row_index) from None
+    refused = _refused_cells(schema, matrix)
+    if refused is not None:
+        row_index = int(np.argwhere(refused)[0][0])
+        row = matrix[row_index]
+        values = [None if nulls is not None and nulls[row_index * n_features + i] else value
+                  for i, value in enumerate(row.tolist())]
+        try:
+            _check_numbers(schema, row, values, model_label, None)
+        except PgmlTriggerError as exc:
+            raise in_row(exc, row_index) from None
     return matrix
+
+
+def _refused_cells(schema: FeatureSchema, matrix: np.ndarray) -> np.ndarray | None:
+    """Where a matrix of numbers holds what _checked_number refuses, or None when nowhere."""
+    refused = None
+    if not np.isfinite(matrix).all():
+        refused = np.isinf(matrix) | (np.isnan(matrix) & ~np.asarray(schema.accepts_missing))
+    if schema.largest is not None:
+        too_large = np.abs(matrix) > np.array([feature.largest or math.inf for feature in schema.inputs])
+        refused = too_large if refused is None else refused | too_large
+    return refused if refused is not None and refused.any() else None
 
 
 def in_row(error: PgmlTriggerError, row_index: int) -> PgmlTriggerError:
@@ -199,7 +259,12 @@ def _coerce(schema, position, kind, value, model_label, columns):
     if value is None:
         return _null(schema, position, model_label, columns)
     if kind == NUMBER:
-        if isinstance(value, (int, float)):  # bool is an int: true/false score as 1/0
+        if isinstance(value, bool) and not schema.inputs[position].booleans:
+            raise FeatureTypeMismatch(f"{_label(schema, position, columns)} of model {model_label} must be a number, "
+                                      f"got JSON boolean {_preview(value).lower()}",
+                                      hint="the model was not fitted on booleans: pass 1 or 0 if that is what it "
+                                           "means")
+        if isinstance(value, (int, float)):  # a bool here is one the model was fitted on: true/false score as 1/0
             try:
                 number = float(value)
             except OverflowError:  # an integer beyond float range
@@ -216,34 +281,53 @@ def _coerce(schema, position, kind, value, model_label, columns):
                               f"got JSON {_json_type(value)} {_preview(value)}")
 
 
-def _check_non_finite(schema, row, values, model_label, columns):
-    """A row of numbers that is not all finite; ``values``: as given, with None where SQL had a NULL."""
+def _check_numbers(schema, row, values, model_label, columns):
+    """A row of numbers that is not all finite or not all within range; ``values``: as given, with None where SQL
+    had a NULL."""
     for position, number in enumerate(row):
         _checked_number(schema, position, number, model_label, columns, null=values[position] is None)
 
 
-def _null(schema, position, model_label, columns) -> float:
-    """A NULL feature: NaN where the model accepts missing values, an error naming the feature otherwise."""
-    if not schema.accepts_nan:
+def _null(schema, position, model_label, columns):
+    """A NULL feature: what the model was fitted with for a missing value where it accepts one, an error naming
+    the feature otherwise."""
+    if schema.inputs[position].missing is None:
         raise _missing_value(schema, position, model_label, columns, "NULL")
-    return math.nan
+    return schema.missing_values[position]
 
 
 def _checked_number(schema, position, number, model_label, columns, null=False) -> float:
-    """A number under the missing-value policy: NaN (from a NULL when ``null``) only where the model accepts
-    missing values; infinity never, since no scikit-learn model accepts it."""
+    """A number under the missing-value policy: NaN (from a NULL when ``null``) only where the model accepts a
+    missing value; infinity never, since no scikit-learn model accepts it."""
     if number != number:
-        if not schema.accepts_nan:
+        if schema.inputs[position].missing is None:
             raise _missing_value(schema, position, model_label, columns, "NULL" if null else "NaN")
     elif math.isinf(number):
         raise _infinite(schema, position, model_label, columns)
+    else:
+        largest = schema.inputs[position].largest
+        if largest is not None and abs(number) > largest:
+            raise FeatureOutOfRange(f"{_label(schema, position, columns)} is {number:.17g}, beyond ±{largest:.8g}: "
+                                    f"model {model_label} reads it as float32, where it would be infinite")
     return number
 
 
+def _within(schema: FeatureSchema, numbers) -> bool:
+    """Whether finite numbers all lie within the smallest of the features' largest magnitudes."""
+    largest = schema.largest
+    return largest is None or not numbers or (max(numbers) <= largest and min(numbers) >= -largest)
+
+
 def _missing_value(schema, position, model_label, columns, what):
+    refused_by = schema.inputs[position].refused_by
+    if refused_by is None:
+        return FeatureMissingValue(f"{_label(schema, position, columns)} is {what}, and model {model_label} does "
+                                   "not accept missing values", hint="fill the value in")
     return FeatureMissingValue(
-        f"{_label(schema, position, columns)} is {what}, and model {model_label} does not accept missing values",
-        hint="fill the value in, or upload a model that handles missing values (e.g. with a SimpleImputer)")
+        f"{_label(schema, position, columns)} is {what}, and model {model_label} does not accept a missing value "
+        f"there: {refused_by} refuses it",
+        hint="fill the value in, or refit the model so that something before that step fills it (e.g. a "
+             "SimpleImputer)")
 
 
 def _infinite(schema, position, model_label, columns):

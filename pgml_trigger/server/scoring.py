@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ModelRejectedInput, WrongModelKind
+from ..errors import FeatureOutOfRange, ModelRejectedInput, WrongModelKind
 from ..schema import FeatureSchema, is_number
 from .counters import Usage
 from .engines import REJECTED_INPUT, OnnxEngine, SklearnEngine
@@ -53,7 +53,10 @@ class LoadedModel:
 
     def predict(self, row) -> float:
         self._check_numeric_output()
-        return float(self._call_row("predict_row", row))
+        value = float(self._call_row("predict_row", row))
+        if not math.isfinite(value):
+            raise self._not_finite(value)
+        return value
 
     def predict_label(self, row) -> str:
         self._check_classifier()
@@ -66,14 +69,28 @@ class LoadedModel:
             raise WrongModelKind(f"model {self.label} ({type(self.engine.estimator).__name__}) does not estimate "
                                  "probabilities",
                                  hint="refit it with probabilities enabled, e.g. SVC(probability=True)")
-        return self._call_row("predict_proba_row", row)
+        scores = self._call_row("predict_proba_row", row)
+        if not math.isfinite(sum(scores)):
+            raise self._not_finite(scores)
+        return scores
 
     def predict_many(self, rows) -> list[float]:
         """Predictions for many rows (a float64 matrix or a list of rows) at once, in order."""
         self._check_numeric_output()
         if len(rows) == 0:
             return []
-        return self._call_rows("predict_rows", rows).astype(np.float64).tolist()
+        values = self._call_rows("predict_rows", rows).astype(np.float64)
+        finite = np.isfinite(values)
+        if not finite.all():
+            row_index = int(np.argmin(finite))
+            raise self._not_finite(values[row_index], f"row {row_index + 1}: ")
+        return values.tolist()
+
+    def _not_finite(self, value, where: str = "") -> FeatureOutOfRange:
+        """A prediction that is no finite number: the model computed past float range (a feature far beyond what
+        it was trained on, squared by PolynomialFeatures, ...) or on a value it cannot take."""
+        return FeatureOutOfRange(f"{where}model {self.label} gives {value} for this row, not a finite number",
+                                 hint="a feature is likely far outside the range the model was trained on")
 
     def predict_label_many(self, rows) -> list[str]:
         self._check_classifier()
@@ -93,22 +110,23 @@ class LoadedModel:
 
     def _call_row(self, method: str, row):
         engine = self.engine
-        # A sum is NaN exactly when a value is: features.py let no infinity through.
-        if self.missing_value_engine is not None and math.isnan(sum(row)):
+        if self.missing_value_engine is not None and self.schema.has_hole(row):
             engine = self._missing_value_engine()
         return self._call(engine, method, row)
 
     def _call_rows(self, method: str, rows) -> np.ndarray:
         if self.missing_value_engine is None:
             return self._call(self.engine, method, rows)
-        matrix = np.asarray(rows, dtype=np.float64)
-        gaps = np.isnan(matrix).any(axis=1)
-        if not gaps.any():
-            return self._call(self.engine, method, matrix)
-        result = np.empty(len(matrix), dtype=object)
-        result[gaps] = list(self._call(self._missing_value_engine(), method, matrix[gaps]))
-        if not gaps.all():
-            result[~gaps] = list(self._call(self.engine, method, matrix[~gaps]))
+        if isinstance(rows, np.ndarray):
+            holes = np.isnan(rows).any(axis=1)
+        else:
+            holes = np.fromiter(map(self.schema.has_hole, rows), dtype=bool, count=len(rows))
+        if not holes.any():
+            return self._call(self.engine, method, rows)
+        result = np.empty(len(rows), dtype=object)
+        result[holes] = list(self._call(self._missing_value_engine(), method, _taken(rows, holes)))
+        if not holes.all():
+            result[~holes] = list(self._call(self.engine, method, _taken(rows, ~holes)))
         return result
 
     def keep_missing_value_engine(self, engine: SklearnEngine) -> None:
@@ -134,6 +152,9 @@ class LoadedModel:
         return result
 
 
+def _taken(rows, chosen: np.ndarray):
+    """The chosen rows of a matrix or a list of rows."""
+    return rows[chosen] if isinstance(rows, np.ndarray) else [rows[i] for i in np.flatnonzero(chosen)]
 
 
 def _preview_classes(classes: list) -> str:

@@ -3,14 +3,20 @@
 Runs in the uploader's process. skl2onnx converts the model; onnxruntime
 scores sample rows, and the ONNX graph is stored beside the joblib payload
 only when it matches scikit-learn on every one of them: the same class label
-on every row, and values and probabilities within ``RTOL``/``ATOL`` (ONNX
-computes most operators in float32; on the breast-cancer and diabetes
-models the largest difference measured was 4e-7 on a probability and
+on every row, and values and probabilities within ``RTOL``/``ATOL``. A model
+that computes in double (linear models, scalers, MLPs: everything but trees)
+gets a graph in double where the converters can write one, and agrees to
+about 1e-15; trees read their input as float32 themselves, and a graph in
+float32 (the fallback) was measured up to 4e-7 off on a probability and
 2.2e-5 on a regression value of about 150, i.e. 1.5e-7 relative; a
 regression value may also be within ``RTOL`` of the largest value on the
-rows, as float32 sums of many trees need). Anything
-else (a model skl2onnx cannot express, a disagreement, no rows to check
-with) keeps the model on the scikit-learn path and says why in ``agreement``.
+rows, as float32 sums of many trees need. A graph in float32 makes every
+numeric feature refuse numbers beyond float32's range (``Compiled.largest``),
+which it would read as infinity. A model that selects columns by name (a
+ColumnTransformer) or has text features gets one graph input per feature.
+Anything else (a model skl2onnx cannot express, a disagreement, no rows to
+check with) keeps the model on the scikit-learn path and says why in
+``agreement``.
 
 Rows to check with: the ``sample`` given to upload(); else, for all-numeric
 models, rows drawn uniformly between per-feature bounds that the fitted model
@@ -18,8 +24,10 @@ itself reveals (a leading StandardScaler's mean +/- 3 standard deviations, a
 MinMaxScaler's data range, the split thresholds of tree ensembles). Models
 that reveal no bounds (e.g. a bare linear model) are not compiled without a
 sample. Models that accept missing values are also checked on copies of
-those rows with NaNs sprinkled in; where only those disagree, the compiled
-graph scores complete rows and scikit-learn the rows with a missing value.
+those rows with NaNs sprinkled in the features that take them; where only
+those disagree, or a text feature takes a missing value (an ONNX string
+tensor has no form for it), the compiled graph scores complete rows and the
+model's own library the rows with a missing value.
 """
 
 from __future__ import annotations
@@ -29,8 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..schema import NUMBER
-from ..server.engines import most_probable, onnx_inputs, onnx_session
+from ..schema import FLOAT32_MAX, NUMBER, FeatureSchema
+from ..server.engines import OnnxEngine, most_probable, onnx_session
 from .describe import ModelInfo
 
 FORMAT = "onnx"
@@ -47,6 +55,11 @@ class Compiled:
     payload: bytes | None
     handles_nan: bool | None  # whether the ONNX graph also scores rows with missing values like scikit-learn
     agreement: dict  # what was checked and how it went, or why nothing was compiled
+    largest: float | None = None  # FLOAT32_MAX when the graph reads numbers as float32
+
+    def schema(self, schema: FeatureSchema) -> FeatureSchema:
+        """The model's features as this graph and the model together take them."""
+        return schema if self.largest is None else schema.within(self.largest)
 
 
 class NotCompiled(Exception):
@@ -63,16 +76,17 @@ def compile_model(model, info: ModelInfo, sample=None, convert=None, bounds=None
     """
     convert = convert or convert_sklearn
     try:
-        if info.schema.string_features and info.schema.accepts_nan:
-            raise NotCompiled("a missing text value has no form in an ONNX string tensor; models with text "
-                              "features that accept missing values stay on scikit-learn")
         if info.task == "classification" and not hasattr(model, "predict_proba"):
             raise NotCompiled("the model has no predict_proba(); only models with probabilities are compiled")
         rows, source = check_rows(model, info, sample, bounds)
+        holes = rows.isna().any(axis=1).to_numpy()
+        if holes.all():
+            raise NotCompiled("every sample row has a missing value: none to check the ONNX graph with")
         payload = convert(model, info)
-        agreement = _agreement(model, info, payload, rows)
+        engine = OnnxEngine(payload, info.schema, info.classes)  # scores the rows as the server will
+        agreement = _agreement(model, info, engine, rows[~holes])
         if info.schema.accepts_nan:
-            gaps = _agreement(model, info, payload, _with_gaps(rows, info))
+            gaps = _agreement(model, info, engine, _with_gaps(rows, holes, info))
     except NotCompiled as exc:
         return Compiled(None, None, None, {"compiled": False, "reason": str(exc)})
     except Exception as exc:  # skl2onnx/onnxruntime fail in many ways; any of them means: stay on sklearn
@@ -83,12 +97,38 @@ def compile_model(model, info: ModelInfo, sample=None, convert=None, bounds=None
         agreement.update(compiled=False, reason="ONNX disagrees with scikit-learn on the sample rows")
         return Compiled(None, None, None, agreement)
     agreement["compiled"] = True
+    largest = FLOAT32_MAX if computes_in_float32(payload) else None
     if not info.schema.accepts_nan:
-        return Compiled(FORMAT, payload, False, agreement)
-    # Converters differ from scikit-learn in where a missing value goes (RandomForest's does, for one):
-    # then rows with a missing value are scored by scikit-learn and the others by ONNX.
-    agreement["missing_values"] = {"scored_by": "onnx" if _agrees(gaps) else "sklearn", **gaps}
-    return Compiled(FORMAT, payload, _agrees(gaps), agreement)
+        return Compiled(FORMAT, payload, False, agreement, largest)
+    # Converters differ from scikit-learn in where a missing value goes (RandomForest's does, for one), and a
+    # missing text value cannot be fed: then rows with a missing value are scored by the model's own library and
+    # the others by ONNX.
+    handles = _agrees(gaps) and not _text_may_be_missing(info.schema)
+    agreement["missing_values"] = {"scored_by": "onnx" if handles else "sklearn", **gaps}
+    return Compiled(FORMAT, payload, handles, agreement, largest)
+
+
+# ai.onnx.ml operators whose weights are float32 attributes: they compute in float32 whatever their input.
+_FLOAT32_OPERATORS = {"SVMClassifier", "SVMRegressor", "TreeEnsembleClassifier", "TreeEnsembleRegressor",
+                      "TreeEnsemble", "LinearClassifier", "LinearRegressor", "Scaler", "Imputer", "Binarizer",
+                      "Normalizer"}
+
+
+def computes_in_float32(payload: bytes) -> bool:
+    """Whether an ONNX graph reads numbers as float32, casts them to it, or computes with float32 weights (the
+    ai.onnx.ml operators skl2onnx writes for SVMs, trees, imputers): a number beyond float32's range would be
+    infinity there, and its answers are float32's."""
+    import onnx
+
+    graph = onnx.load_from_string(payload).graph
+    return any(item.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for item in graph.input) or any(
+        (node.domain == "ai.onnx.ml" and node.op_type in _FLOAT32_OPERATORS)
+        or (node.op_type == "Cast" and any(attribute.name == "to" and attribute.i == onnx.TensorProto.FLOAT
+                                           for attribute in node.attribute)) for node in graph.node)
+
+
+def _text_may_be_missing(schema: FeatureSchema) -> bool:
+    return any(kind != NUMBER and accepts for kind, accepts in zip(schema.types, schema.accepts_missing))
 
 
 def _agrees(agreement: dict) -> bool:
@@ -96,21 +136,43 @@ def _agrees(agreement: dict) -> bool:
 
 
 def convert_sklearn(model, info: ModelInfo, target_opset=None, classifier=None) -> bytes:
-    """skl2onnx's conversion, with the inputs the server feeds (engines.onnx_inputs) and bare probabilities.
+    """skl2onnx's conversion, with the inputs the server feeds (engines.onnx_inputs) and bare probabilities: in
+    double where the model computes in double and the converters and onnxruntime take it, else in float32.
 
     ``classifier``: the estimator whose converter takes the zipmap option (default ``model``; a pipeline
     ending in a converter registered from onnxmltools needs its last step named).
     """
-    from skl2onnx import convert_sklearn as to_onnx
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
+    # A model reading float32 itself (trees: missing.py found it refusing larger numbers) gains nothing in double.
+    if info.schema.largest is None:
+        try:
+            payload = _converted(model, info, DoubleTensorType, target_opset, classifier)
+            onnx_session(payload)  # onnxruntime lacks some kernels in double (SVMs, trees)
+            return payload
+        except Exception:  # the converters and onnxruntime fail in many ways: then in float32
+            pass
+    return _converted(model, info, FloatTensorType, target_opset, classifier)
+
+
+def _converted(model, info: ModelInfo, number_type, target_opset, classifier) -> bytes:
+    from skl2onnx import convert_sklearn as to_onnx
+    from skl2onnx.common.data_types import StringTensorType
+
+    from .frameworks import final_step
+    from .graph_imputers import ready_for_graph
+
+    ready = ready_for_graph(model)
+    if ready is not model and classifier is not None:
+        classifier = final_step(ready)  # the copy's, whose converter takes the option
+    model = ready
     schema = info.schema
-    if schema.string_features:
+    if schema.string_features or _selects_columns(model):
         # One input per column, named like it: how skl2onnx maps a ColumnTransformer's column names.
-        inputs = [(name, FloatTensorType([None, 1]) if kind == NUMBER else StringTensorType([None, 1]))
+        inputs = [(name, number_type([None, 1]) if kind == NUMBER else StringTensorType([None, 1]))
                   for name, kind in zip(schema.names, schema.types)]
     else:
-        inputs = [("features", FloatTensorType([None, len(schema.names)]))]
+        inputs = [("features", number_type([None, len(schema.names)]))]
     options = {id(classifier or model): {"zipmap": False}} if info.task == "classification" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # converter chatter must not fail an upload run under -W error
@@ -118,8 +180,21 @@ def convert_sklearn(model, info: ModelInfo, target_opset=None, classifier=None) 
     return onx.SerializeToString()
 
 
-def _agreement(model, info: ModelInfo, payload: bytes, rows) -> dict:
-    outputs = onnx_session(payload).run(None, onnx_inputs(info.schema, rows.to_numpy(dtype=object)))
+def _selects_columns(estimator) -> bool:
+    """Whether a ColumnTransformer is part of the model (it picks its columns by the inputs' names)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    if isinstance(estimator, Pipeline):
+        return any(_selects_columns(step) for _, step in estimator.steps)
+    if isinstance(estimator, FeatureUnion):
+        return any(_selects_columns(part) for _, part in estimator.transformer_list)
+    return isinstance(estimator, ColumnTransformer)
+
+
+def _agreement(model, info: ModelInfo, engine: OnnxEngine, rows) -> dict:
+    table = rows.to_numpy(dtype=object)
+    scores = engine.predict_proba_rows(table) if info.task == "classification" else engine.predict_rows(table)
     reference = rows if info.schema.input_kind == "frame" else rows.to_numpy(dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -130,9 +205,9 @@ def _agreement(model, info: ModelInfo, payload: bytes, rows) -> dict:
         # The server takes labels as the most probable class, the first on a tie (server/engines.py): the
         # graph's own label output breaks ties its own way. So this also refuses models whose predict()
         # is not the most probable class (e.g. SVC).
-        labels = most_probable(np.asarray(outputs[1], dtype=np.float64), np.asarray(model.classes_, dtype=object))
+        labels = most_probable(np.asarray(scores, dtype=np.float64), np.asarray(model.classes_, dtype=object))
         agreement["label_mismatches"] = int(np.sum(labels != np.asarray(expected)))
-        diff, ok = _compare(np.asarray(outputs[1], dtype=np.float64), expected_proba)
+        diff, ok = _compare(np.asarray(scores, dtype=np.float64), expected_proba)
         agreement["max_abs_diff_proba"] = diff
     else:
         agreement["label_mismatches"] = 0
@@ -141,7 +216,7 @@ def _agreement(model, info: ModelInfo, payload: bytes, rows) -> dict:
         # not of the sum: a value near zero is held to the scale of the values. (A 300-tree forest predicting
         # values up to 500 was off by 8.4e-4 on a value near 0: 1.7e-6 of the largest.)
         agreement["atol"] = ATOL + RTOL * float(np.max(np.abs(values), initial=0.0))
-        diff, ok = _compare(np.asarray(outputs[0], dtype=np.float64).ravel(), values, agreement["atol"])
+        diff, ok = _compare(np.asarray(scores, dtype=np.float64).ravel(), values, agreement["atol"])
         agreement["max_abs_diff_value"] = diff
     agreement["within_tolerance"] = ok
     return agreement
@@ -181,16 +256,22 @@ def check_rows(model, info: ModelInfo, sample, bounds=None):
     return frame.reset_index(drop=True), source
 
 
-def _with_gaps(frame, info: ModelInfo):
-    """A copy of (part of) the rows with about one numeric value in five set to NaN."""
+def _with_gaps(frame, holes: np.ndarray, info: ModelInfo):
+    """Rows with missing numbers: the sample's own (those with text missing aside: no graph takes them), then a
+    copy of (part of) the complete ones with about one value in five set to NaN in each numeric feature taking it."""
+    import pandas as pd
+
     rng = np.random.default_rng(_SEED)
-    gaps = frame.head(200).copy()
-    for name, kind in zip(info.schema.names, info.schema.types):
-        if kind == NUMBER:
+    texts = info.schema.string_features
+    own = frame[holes]
+    own = own[~own[texts].isna().any(axis=1)] if texts else own
+    gaps = frame[~holes].head(200).copy()
+    for name, kind, accepts in zip(info.schema.names, info.schema.types, info.schema.accepts_missing):
+        if kind == NUMBER and accepts:
             column = gaps[name].astype(np.float64)
             column[rng.random(len(gaps)) < 0.2] = np.nan
             gaps[name] = column
-    return gaps
+    return pd.concat([own.head(200), gaps], ignore_index=True)
 
 
 def feature_bounds(model, n_features: int):

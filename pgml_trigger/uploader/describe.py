@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InvalidModel
-from ..schema import NUMBER, STRING, FeatureSchema
+from ..schema import FLOAT32_MAX, NUMBER, STRING, FeatureSchema, refusing
+from .missing import feature_inputs
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ def describe(model, feature_names=None, sample=None) -> ModelInfo:
                              uncounted=f"cannot tell how many features a {kind} takes")
     input_kind = "frame" if fitted is not None else "array"
     types = _feature_types(model, names, sample) if input_kind == "frame" else [NUMBER] * len(names)
-    schema = FeatureSchema(names=tuple(names), types=tuple(types), accepts_nan=_accepts_nan(model),
-                           input_kind=input_kind)
+    inputs = feature_inputs(model, names, types, input_kind, task, sample)
+    schema = FeatureSchema(names=tuple(names), types=tuple(types), inputs=inputs, input_kind=input_kind)
     return ModelInfo(task=task, classes=classes, schema=schema)
 
 
@@ -100,12 +101,6 @@ def feature_names_of(given, n_features: int | None, *, takes: str, uncounted: st
     if len(set(names)) != len(names):
         raise InvalidModel(f"feature names must be unique: {names}")
     return names
-
-
-def _accepts_nan(model) -> bool:
-    from sklearn.utils import get_tags
-
-    return bool(get_tags(model).input_tags.allow_nan)
 
 
 def _feature_types(model, names: list[str], sample) -> list[str]:
@@ -175,6 +170,7 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
     class scores (torch.onnx), the column indexes 0..n_classes-1. ``task`` must agree with the graph.
     """
     from ..server import onnx_graph
+    from .compile import computes_in_float32
 
     reading = onnx_graph.read(onnx_graph.load(payload), task)
     if reading.task == "classification":
@@ -196,7 +192,11 @@ def describe_onnx(payload: bytes, feature_names=None, classes=None, task: str | 
                              fitted_as=f"of the ONNX graph's inputs {list(inputs or ())}, one per feature",
                              takes="the ONNX input takes", uncounted="the ONNX input's feature dimension is not fixed")
     schema = FeatureSchema(names=tuple(names), types=reading.feature_types or (NUMBER,) * len(names),
-                           accepts_nan=False, input_kind="array" if inputs is None else "frame")
+                           inputs=refusing(names, "the uploaded ONNX graph (pgml_trigger passes it no missing "
+                                                  "values)"),
+                           input_kind="array" if inputs is None else "frame")
+    if computes_in_float32(payload):
+        schema = schema.within(FLOAT32_MAX)
     return ModelInfo(task=reading.task, classes=[_json_scalar(label) for label in classes] if classes else None,
                      schema=schema)
 

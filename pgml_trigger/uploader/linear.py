@@ -19,9 +19,12 @@ The form, stored with the version as ``models.linear_form``:
 * ``labels`` (and ``values``, when every class is a number) of a
   classifier: what it writes to a text (numeric) output column;
 * ``bound``: the trigger takes this path only when every feature lies
-  strictly within +/- bound, small enough that no sum can overflow. Other
-  rows (a NULL, NaN, an infinity, a huge value) go to the Python path, with
-  its missing-value policy and its errors.
+  strictly within +/- bound, small enough that no sum can overflow, and
+  within float32's range, beyond which the Python path may refuse a number
+  (a graph in float32). Other rows (a NULL, NaN, an infinity, a huge value)
+  go to the Python path, with its missing-value policy and its errors. So an
+  imputer ahead of the model is the identity here: it fills nothing in a
+  row the arithmetic takes.
 
 The trigger evaluates ``intercept + c1 * x1 + c2 * x2 + ...`` left to right;
 :func:`evaluate` does the same in numpy, operation by operation, so the
@@ -43,6 +46,7 @@ RTOL = 1e-9  # regression values; class labels must be identical
 ATOL = 1e-9
 # Largest magnitude a sum may reach: a quarter of the float8 range leaves room for the last additions.
 _SUM_LIMIT = sys.float_info.max / 4
+_FLOAT32_BOUND = 2.0 ** 127  # a power of two below float32's largest number
 
 _REGRESSORS = {
     "LinearRegression", "Ridge", "RidgeCV", "Lasso", "LassoCV", "ElasticNet", "ElasticNetCV", "Lars", "LarsCV",
@@ -62,7 +66,7 @@ def linear_form(model, info: ModelInfo, sample=None) -> dict | None:
     arithmetic disagrees with it. Checked on the rows compile.py checks ONNX with, or else (a bare linear
     model reveals no feature ranges) on normal rows at two scales: an affine function is wrong somewhere
     near the origin if it is wrong anywhere."""
-    if info.schema.string_features or info.schema.accepts_nan:
+    if info.schema.string_features:
         return None
     folded = _fold(model, len(info.schema.names))
     if folded is None:
@@ -136,9 +140,12 @@ def _fold(model, n_features: int):
 
 def _affine(transform, n_features: int):
     """(multiplier, offset) per feature of an elementwise affine scaler, or None for anything else."""
+    from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
     ones, zeros = np.ones(n_features), np.zeros(n_features)
+    if type(transform) is SimpleImputer and _fills_only_nan(transform, n_features):
+        return ones, zeros  # a complete row passes unchanged (the trigger takes no other)
     if type(transform) is StandardScaler:
         center = transform.mean_ if transform.mean_ is not None else zeros
         scale = transform.scale_ if transform.scale_ is not None else ones
@@ -153,6 +160,19 @@ def _affine(transform, n_features: int):
         return None
     scale = np.asarray(scale, dtype=np.float64)
     return 1.0 / scale, -np.asarray(center, dtype=np.float64) / scale
+
+
+def _fills_only_nan(imputer, n_features: int) -> bool:
+    """Whether a fitted SimpleImputer changes nothing in a row without NaN: it looks for NaN, adds no indicator
+    and drops no column (one that was empty in training)."""
+    missing = imputer.missing_values
+    if imputer.add_indicator or not (isinstance(missing, float) and math.isnan(missing)):
+        return False
+    try:
+        statistics = np.asarray(imputer.statistics_, dtype=np.float64)
+    except (TypeError, ValueError):  # text statistics (most_frequent over strings): not a numeric model
+        return False
+    return len(statistics) == n_features and not np.isnan(statistics).any()
 
 
 def _from_sklearn(estimator) -> bool:
@@ -170,7 +190,7 @@ def _scaled(intercepts: np.ndarray, coefficients: np.ndarray) -> dict | None:
     weight = max(float(np.max(np.sum(np.abs(scaled_coefficients), axis=1))), 1.0)
     if room <= 0:
         return None
-    bound = 2.0 ** math.floor(math.log2(room / weight))
+    bound = min(2.0 ** math.floor(math.log2(room / weight)), _FLOAT32_BOUND)
     return {"scale": scale, "bound": bound, "intercepts": scaled_intercepts.tolist(),
             "coefficients": scaled_coefficients.tolist()}
 
@@ -180,7 +200,8 @@ def _check_rows(model, info: ModelInfo, sample) -> tuple[np.ndarray, str]:
 
     try:
         frame, source = check_rows(model, info, sample)
-        return frame.to_numpy(dtype=np.float64), source
+        rows = frame.to_numpy(dtype=np.float64)
+        return rows[~np.isnan(rows).any(axis=1)], source  # the trigger leaves rows with a hole to Python
     except NotCompiled:
         rng = np.random.default_rng(0)
         width = len(info.schema.names)

@@ -24,7 +24,7 @@ from .explainer import explainer_columns
 from .linear import linear_form
 
 _REQUIRED = {"name", "version", "format", "payload", "sha256", "task", "classes", "feature_names", "feature_types",
-             "accepts_nan", "input_kind", "python_version", "sklearn_version", "numpy_version", "joblib_version"}
+             "feature_inputs", "input_kind", "python_version", "sklearn_version", "numpy_version", "joblib_version"}
 # An older schema without these scores the joblib payload (or records less); anything else it lacks is refused.
 _COMPILED = {"compiled_format", "compiled_payload", "compiled_sha256", "compiled_handles_nan", "agreement",
              "skops_version", "onnxruntime_version", "linear_form", "library_versions"}
@@ -216,7 +216,8 @@ def _row(name: str, source: _Source, built: _Payloads, description: str | None, 
         "name": name, "version": 0, "format": fmt, "payload": built.payload, "sha256": sha256,
         "task": info.task, "classes": Jsonb(info.classes) if info.classes is not None else None,
         "feature_names": list(info.schema.names), "feature_types": list(info.schema.types),
-        "accepts_nan": info.schema.accepts_nan, "input_kind": info.schema.input_kind,
+        "feature_inputs": Jsonb([feature.to_json() for feature in compiled.schema(info.schema).inputs]),
+        "input_kind": info.schema.input_kind,
         "python_version": platform.python_version(), "sklearn_version": sklearn.__version__,
         "numpy_version": numpy.__version__, "joblib_version": joblib.__version__, "description": description,
         "metrics": Jsonb(source.metrics) if source.metrics is not None else None,

@@ -49,9 +49,10 @@ class CatBoostFramework(BoosterFramework):
                               len(booster.feature_names_), own_classes or None)
 
     def describe(self, model, feature_names=None, sample=None):
-        if feature_names is None and not isinstance(model, NativeModel) and final_step(model) is model:
-            # CatBoost keeps a DataFrame's column names in feature_names_, not feature_names_in_.
-            feature_names = _named(model)
+        if feature_names is None and not isinstance(model, NativeModel) and not hasattr(model, "feature_names_in_"):
+            # CatBoost keeps a DataFrame's column names in feature_names_, not feature_names_in_: they are the
+            # model's where nothing comes before it (a pipeline of it alone).
+            feature_names = _named(final_step(model))
         return super().describe(model, feature_names, sample)
 
     def booster_to_onnx(self, booster, info) -> bytes:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import InvalidModel
-from ...schema import NUMBER, FeatureSchema
+from ...schema import NUMBER, FeatureInput, FeatureSchema
 from ..describe import ModelInfo, feature_names_of
 from . import Framework, final_step
 
@@ -54,7 +54,7 @@ class NativeModel:
             label.item() if isinstance(label, np.generic) else label for label in self.classes_]
         # Boosters route a missing value down a learned branch, so every one of them accepts NaN.
         schema = FeatureSchema(names=tuple(self.feature_names), types=(NUMBER,) * self.n_features_in_,
-                               accepts_nan=True, input_kind="array")
+                               inputs=(FeatureInput(missing="NaN"),) * self.n_features_in_, input_kind="array")
         return ModelInfo(task=self.task, classes=classes, schema=schema)
 
 
