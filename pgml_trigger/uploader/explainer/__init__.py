@@ -160,7 +160,7 @@ def _split(model) -> tuple[list, object]:
 def _check_frame(framework, model, info, sample, trees: Final | None):
     """The rows compile.py checks the ONNX graph with (drawn, without a sample, between the split thresholds of
     ``trees`` when the framework knows no bounds); for a model that accepts missing values, with copies of some
-    holding NaN in every kind of column (the server hands a missing text value over as NaN too)."""
+    holding a hole in each feature that takes one, as the server hands it over (schema.missing_values)."""
     import pandas as pd
 
     from ..compile import NotCompiled, check_rows
@@ -177,10 +177,20 @@ def _check_frame(framework, model, info, sample, trees: Final | None):
         raise Unexplained(f"no rows to check the explainer with: {exc}", sqlstate=NoExplainer.sqlstate) from None
     if not info.schema.accepts_nan:
         return frame, source
-    gaps = frame.head(200).astype(object)
-    gaps = gaps.mask(np.random.default_rng(0).random(gaps.shape) < 0.2, np.nan)
-    gaps = pd.DataFrame({name: gaps[name].astype(np.float64) if kind == NUMBER else gaps[name]
-                         for name, kind in zip(info.schema.names, info.schema.types)})
+    complete = frame.head(200)
+    holes = np.random.default_rng(0).random(complete.shape) < 0.2
+
+    def with_holes(position: int, name: str, kind: str, takes: bool, marker):
+        column = complete[name]
+        if not takes:
+            return column
+        if kind == NUMBER:
+            return column.astype(np.float64).mask(holes[:, position])
+        return column.astype(object).mask(holes[:, position], marker)
+
+    schema = info.schema
+    gaps = pd.DataFrame({name: with_holes(position, name, kind, takes, marker) for position, (name, kind, takes, marker)
+                         in enumerate(zip(schema.names, schema.types, schema.accepts_missing, schema.missing_values))})
     return pd.concat([frame, gaps], ignore_index=True), source
 
 
