@@ -141,3 +141,15 @@ class ModelOutOfMemory(PgmlTriggerError):
     """Deserializing or building the model ran out of memory; the backend goes on."""
 
     sqlstate = "53200"  # out_of_memory
+
+
+class ModelNotFound(PgmlTriggerError):
+    """A model reference names no model, version or alias (as pgml_trigger.resolve_model() says in SQL)."""
+
+    sqlstate = "42704"  # undefined_object
+
+
+class ModelReferenceInvalid(PgmlTriggerError):
+    """A model reference that is not name, name@version or name@alias."""
+
+    sqlstate = "22023"  # invalid_parameter_value

@@ -10,6 +10,11 @@ in the same transaction as every change to models, aliases and attachments. Read
 statement (the callers pass ``statement_timestamp()``), and not at all while the writers' shared file says
 nothing changed (generation.py), keeps the catalog out of the hot path while every open session still sees a
 new version, an alias move or a deleted model on its next statement.
+
+In a parallel query no process may read the catalog through SPI (parallel.py): references resolve from the
+newest snapshot of the catalog (snapshot.py) and payloads load from the server's files (model_files.py), which
+every payload fetched through SPI is written to. A backend that reads the catalog through SPI keeps the
+snapshot current where no writer wrote it (Catalog.save_snapshot).
 """
 
 from __future__ import annotations
@@ -27,22 +32,41 @@ from ..errors import (
     PgmlTriggerError,
     UntrustedContent,
 )
-from . import load_plan, onnx_graph
+from . import load_plan, onnx_graph, parallel
 from .catalog import Attachment, Catalog, ModelMeta
-from .counters import Counters
+from .counters import DIRECTORY, Counters
 from .engines import OnnxEngine, SklearnEngine
 from .generation import GenerationSignal
 from .load_plan import Engine, LoadPolicy
+from .model_files import ModelFiles
 from .scoring import LoadedModel
+from .snapshot import Snapshots
+
+DEFAULT_CACHE_MB = 1024
+# How a parallel query's process gets what it may not read itself (snapshot.py says the same of the catalog).
+_FILE_HINT = ("score the model once without parallel workers (SET max_parallel_workers_per_gather = 0), or call "
+              "pgml_trigger.warm_up() for it: a backend that may read the payload writes it to the server's disk")
 
 
 class ModelCache:
-    def __init__(self, catalog: Catalog, max_bytes: int, database_oid: int, signal: GenerationSignal):
-        self.catalog = catalog
-        self.signal = signal
-        self.max_bytes = max_bytes
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog  # through SPI, outside parallel queries
+        self._source: Catalog | object = catalog  # what this statement resolves from: catalog, or a snapshot
+        database_oid = parallel.database_oid()
+        if database_oid is None:  # parallel queries are never told apart here: SPI is always there
+            database_oid = catalog.database()[0]
+        self._database_oid = database_oid
+        if not parallel.in_parallel_mode():
+            parallel.prepare_workers(DIRECTORY, database_oid)
+        self.files = ModelFiles(DIRECTORY / str(database_oid) / "models")
+        self.snapshots = Snapshots(DIRECTORY / str(database_oid) / "catalog")
+        self.signal: GenerationSignal | None = None  # set by the first statement outside a parallel query
+        self._changed_catalog = False
+        self._max_bytes: int | None = None  # pgml_trigger.model_cache_mb, read once
         self._clock = None
-        self._generation = None
+        self._generation = None  # as last read through SPI
+        self._refs_generation = None  # of the catalog _refs were resolved from: through SPI or a snapshot
+        self._snapshot_checked: tuple[int, int | None] | None = None
         self._refs: dict[str, LoadedModel] = {}
         self._attachments: dict[int, Attachment] = {}
         self._loaded: OrderedDict[tuple, LoadedModel] = OrderedDict()
@@ -56,20 +80,60 @@ class ModelCache:
         if clock == self._clock:
             return
         self.counters.publish_if_due()
-        if self._generation is not None and self.signal.current() == self._generation:
+        if parallel.in_parallel_mode():
+            self._source = self.snapshots.newest(self.catalog.warn)
+            self._clock = clock
+            self._resolve_at(self._source.generation())
+            return
+        self._source = self.catalog
+        if self.signal is None:
+            self._start()
+        if self._generation is not None and self._refs_generation == self._generation \
+                and self.signal.current() == self._generation:
             self._clock = clock
             return
         generation = self.catalog.generation()
         self._clock = clock
-        if generation != self._generation:
-            self._generation = generation
+        self._generation = generation
+        self._resolve_at(generation)
+        newest = self.snapshots.newest_generation()
+        if newest != generation and self._snapshot_checked != (generation, newest):
+            self._snapshot_checked = (generation, newest)
+            self.catalog.save_snapshot()
+
+    def _start(self) -> None:
+        """This backend's first statement outside a parallel query: what a parallel query's processes will read."""
+        _, in_recovery = self.catalog.database()
+        self.signal = GenerationSignal(self._database_oid, usable=not in_recovery and not self._changed_catalog)
+        self.catalog.save_snapshot()  # the database's settings may have changed since the newest was written
+
+    def _resolve_at(self, generation: int) -> None:
+        if generation != self._refs_generation:
+            self._refs_generation = generation
             self._refs.clear()
             self._attachments.clear()
+
+    @property
+    def max_bytes(self) -> int:
+        if self._max_bytes is None:
+            setting = self._now().setting("pgml_trigger.model_cache_mb")
+            try:
+                self._max_bytes = int(setting) * 2**20 if setting else DEFAULT_CACHE_MB * 2**20
+            except ValueError:
+                raise ModelLoadFailed(f"pgml_trigger.model_cache_mb must be a whole number of megabytes, not "
+                                      f"{setting!r}") from None
+        return self._max_bytes
+
+    def _now(self):
+        """The catalog as this moment may read it: the SPI catalog, or in a parallel query its snapshot."""
+        return self._source if parallel.in_parallel_mode() else self.catalog
 
     def catalog_changed(self) -> None:
         """This backend itself changed the catalog: look again on the next call, and through SPI from now on."""
         self._clock = None
-        self.signal.distrust()
+        self._changed_catalog = True
+        if self.signal is not None:
+            self.signal.distrust()
 
     def model(self, model_ref: str, build_graph: bool | None = None) -> LoadedModel:
         """The loaded model a reference points to. A deferred graph (load_plan.defers_graph) is built when it is
@@ -77,7 +141,7 @@ class ModelCache:
         model = self._refs.get(model_ref)
         if model is None:
             # warm_up() wants the graph: no use loading the model's own payload first
-            model = self._refs[model_ref] = self._fetch(self.catalog.resolve(model_ref), defer=not build_graph)
+            model = self._refs[model_ref] = self._fetch(self._source.resolve(model_ref), defer=not build_graph)
         self._loaded.move_to_end(model.key)
         if model.graph_later is not None and build_graph is not False and (
                 build_graph or model.usage.seconds >= model.graph_after):
@@ -161,7 +225,7 @@ class ModelCache:
 
     def _policy(self, meta: ModelMeta) -> LoadPolicy:
         """The load policy of this moment, once the row's HMAC verifies under it."""
-        policy = LoadPolicy.read(self.catalog, meta)
+        policy = LoadPolicy.read(self._now(), meta)
         load_plan.verify_signature(meta, policy)
         return policy
 
@@ -193,8 +257,8 @@ class ModelCache:
         try:
             engine, payload_bytes = later()
         except PgmlTriggerError as exc:
-            self.catalog.warn(f"pgml_trigger: {exc.message}; model {model.label} goes on scoring with its own "
-                              "payload")
+            self._now().warn(f"pgml_trigger: {exc.message}; model {model.label} goes on scoring with its own "
+                             "payload")
             return
         seconds = time.perf_counter() - started
         if model.missing_value_engine is not None:
@@ -217,8 +281,8 @@ class ModelCache:
         difference = load_plan.check_versions(meta, policy)
         if difference is not None and not quiet and (meta.name, meta.version) not in self._version_warned:
             self._version_warned.add((meta.name, meta.version))
-            self.catalog.warn(f"pgml_trigger: {difference}; its predictions may differ from the ones checked "
-                              "at upload")
+            self._now().warn(f"pgml_trigger: {difference}; its predictions may differ from the ones checked "
+                             "at upload")
         payload = self._payload(meta, label, compiled=False)
         return SklearnEngine(self._deserialize(label, payload, meta.format), meta.schema), len(payload)
 
@@ -244,12 +308,28 @@ class ModelCache:
             self._stages[stage] = self._stages.get(stage, 0.0) + time.perf_counter() - started
 
     def _payload(self, meta: ModelMeta, label: str, compiled: bool) -> bytes:
-        """The model's own payload or its compiled one, once it matches the sha256 recorded at upload."""
+        """The model's own payload or its compiled one, once it matches the sha256 recorded at upload: from the
+        server's file of it, else (outside a parallel query) fetched through SPI and written there."""
         sha256, what = (meta.compiled_sha256, "compiled payload") if compiled else (meta.sha256, "payload")
+        in_parallel_query = parallel.in_parallel_mode()
+        try:
+            payload = self._timed("read file", self.files.read, sha256)
+        except ModelCorrupted as exc:
+            if in_parallel_query:
+                raise ModelCorrupted(f"model {label}: {exc.message}; a parallel query cannot fetch its {what} "
+                                     "again", hint=_FILE_HINT) from None
+            self.catalog.warn(f"pgml_trigger: model {label}: {exc.message}; fetching its {what} again")
+            payload = None
+        if payload is not None:
+            return payload
+        if in_parallel_query:
+            raise ModelLoadFailed(f"model {label}: its {what} is not on this server's disk, where a parallel query "
+                                  "loads it from", hint=_FILE_HINT)
         payload = self._timed("fetch", self.catalog.payload, meta.name, meta.version, compiled)
         if self._timed("sha256", formats.sha256, payload) != sha256:
             raise ModelCorrupted(f"model {label}: the stored {what} does not match its sha256 {sha256}; "
                                  "refusing to load it", hint="upload the model again")
+        self._timed("write file", self.files.write, sha256, payload)
         return payload
 
     def _deserialize(self, label: str, payload: bytes, fmt: str):

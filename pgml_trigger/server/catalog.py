@@ -26,6 +26,16 @@ class ModelMeta:
     compiled_sha256: str | None
     compiled_handles_nan: bool | None
 
+    @classmethod
+    def from_row(cls, row) -> ModelMeta:
+        """From a row of server_resolve.sql's columns, or a model of a catalog snapshot (snapshot.py)."""
+        schema = FeatureSchema(names=_interned(row["feature_names"]), types=tuple(row["feature_types"]),
+                               accepts_nan=row["accepts_nan"], input_kind=row["input_kind"])
+        return cls(name=row["name"], version=row["version"], sha256=row["sha256"], format=row["format"],
+                   task=row["task"], classes=json.loads(row["classes"]) if row["classes"] else None,
+                   schema=schema, payload_bytes=row["payload_bytes"], compiled_format=row["compiled_format"],
+                   compiled_sha256=row["compiled_sha256"], compiled_handles_nan=row["compiled_handles_nan"])
+
 
 @dataclass(frozen=True)
 class Attachment:
@@ -65,14 +75,12 @@ class Catalog:
         return self._execute("server_generation", [], [])[0]["generation"]
 
     def resolve(self, model_ref: str) -> ModelMeta:
-        row = self._execute("server_resolve", ["text"], [model_ref])[0]
-        schema = FeatureSchema(names=_interned(row["feature_names"]), types=tuple(row["feature_types"]),
-                               accepts_nan=row["accepts_nan"], input_kind=row["input_kind"])
-        return ModelMeta(name=row["name"], version=row["version"], sha256=row["sha256"], format=row["format"],
-                         task=row["task"], classes=json.loads(row["classes"]) if row["classes"] else None,
-                         schema=schema, payload_bytes=row["payload_bytes"],
-                         compiled_format=row["compiled_format"], compiled_sha256=row["compiled_sha256"],
-                         compiled_handles_nan=row["compiled_handles_nan"])
+        return ModelMeta.from_row(self._execute("server_resolve", ["text"], [model_ref])[0])
+
+    def save_snapshot(self) -> None:
+        """Write the catalog, as this statement sees it, where parallel queries read it, unless a newer snapshot
+        is there (sql/catalog.sql, _save_catalog_snapshot)."""
+        self._execute("server_save_snapshot", [], [])
 
     def payload(self, name: str, version: int, compiled: bool = False) -> bytes:
         """The (compiled) payload, through pgml_trigger._fetch_payload(), which may read it when the caller may not."""

@@ -25,7 +25,6 @@ from .. import __version__  # noqa: E402
 from ..errors import AttachmentStale, FeatureOutOfRange, FeatureTypeMismatch, PgmlTriggerError  # noqa: E402
 from . import counters as _counters  # noqa: E402
 from . import drift as _drift  # noqa: E402
-from . import generation as _generation  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
 from .features import (  # noqa: E402
@@ -46,21 +45,8 @@ except ImportError:  # a server environment installed before orjson was a depend
 # error with its class's module and name, except for __main__.
 SqlError = type("pgml_trigger", (plpy.Error,), {"__module__": "__main__"})
 
-_DEFAULT_CACHE_MB = 1024
-
-
-def _cache_limit_bytes(catalog: Catalog) -> int:
-    setting = catalog.setting("pgml_trigger.model_cache_mb")
-    try:
-        return int(setting) * 1024 * 1024 if setting else _DEFAULT_CACHE_MB * 1024 * 1024
-    except ValueError:
-        raise SqlError(f"pgml_trigger.model_cache_mb must be a whole number of megabytes, not {setting!r}") from None
-
-
-_catalog = Catalog(plpy)
-_database_oid, _in_recovery = _catalog.database()
-_cache = ModelCache(_catalog, _cache_limit_bytes(_catalog), _database_oid,
-                    _generation.GenerationSignal(_database_oid, usable=not _in_recovery))
+# Imported in a parallel query's processes too: nothing here reads the catalog (cache.py reads it when it may).
+_cache = ModelCache(Catalog(plpy))
 
 
 def _sql_errors(function):
