@@ -150,14 +150,15 @@ COMMENT ON FUNCTION pgml_trigger.predict_batch(text, json) IS
 
 CREATE FUNCTION pgml_trigger.cache_info(
     OUT name text, OUT version integer, OUT sha256 text, OUT payload_bytes bigint, OUT loads bigint,
-    OUT scoring_path text, OUT load_seconds double precision, OUT load_stages jsonb)
+    OUT scoring_path text, OUT load_seconds double precision, OUT load_stages jsonb, OUT memory_bytes bigint)
 RETURNS SETOF record
 LANGUAGE plpython3u VOLATILE AS $$
 if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].cache_info()
 $$;
 COMMENT ON FUNCTION pgml_trigger.cache_info() IS
-    'models deserialized in this backend, how often each was loaded, how it scores, its last load time by stage';
+    'models deserialized in this backend, how often each was loaded, how it scores, its last load time by stage, '
+    'and the memory it holds (what pgml_trigger.model_cache_mb bounds)';
 
 -- Loading models before the first request (a pooled connection's configure hook).
 CREATE FUNCTION pgml_trigger._warm_up(models text[], clock timestamptz,

@@ -32,7 +32,7 @@ from ..errors import (
     PgmlTriggerError,
     UntrustedContent,
 )
-from . import load_plan, onnx_graph, parallel
+from . import load_plan, memory, onnx_graph, parallel
 from .catalog import Attachment, Catalog, ModelMeta
 from .counters import DIRECTORY, Counters
 from .engines import OnnxEngine, SklearnEngine
@@ -44,6 +44,7 @@ from .snapshot import Snapshots
 
 DEFAULT_CACHE_MB = 1024
 # How a parallel query's process gets what it may not read itself (snapshot.py says the same of the catalog).
+_TOO_LARGE_HINT = "raise pgml_trigger.model_cache_mb for this database, or upload a smaller model"
 _FILE_HINT = ("score the model once without parallel workers (SET max_parallel_workers_per_gather = 0), or call "
               "pgml_trigger.warm_up() for it: a backend that may read the payload writes it to the server's disk")
 
@@ -167,14 +168,21 @@ class ModelCache:
         if model is None:
             self._stages = {}
             started = time.perf_counter()
-            model = self._load(meta, defer=defer)
+            with memory.Measured() as added:
+                model = self._load(meta, defer=defer)
             model.load_seconds = time.perf_counter() - started
             model.load_stages, self._stages = self._stages, {}  # later loads (doctor(), fallbacks) count apart
+            model.memory_bytes = model.payload_bytes if added.bytes is None else max(added.bytes, 0)
+            if model.memory_bytes > self.max_bytes:
+                raise ModelTooLarge(f"model {model.label} holds {model.memory_bytes / 2**20:.1f} MB once loaded, "
+                                    f"more than a backend may hold (pgml_trigger.model_cache_mb = "
+                                    f"{self.max_bytes // 2**20})", hint=_TOO_LARGE_HINT)
             self.counters.loads[meta.name, meta.version] += 1  # into the cache: doctor's and upload checks' are not
             self.counters.load_seconds[meta.name, meta.version] += model.load_seconds
             self._loaded[key] = model
-            self._loaded_bytes += model.payload_bytes
+            self._loaded_bytes += model.memory_bytes
             self._evict(keep=key)
+            self._count_memory()
         return model
 
     def load_uncached(self, meta: ModelMeta) -> LoadedModel:
@@ -193,7 +201,7 @@ class ModelCache:
             raise ModelTooLarge(
                 f"model {label} has a payload of {meta.payload_bytes / 2**20:.1f} MB, more than "
                 f"a backend may hold (pgml_trigger.model_cache_mb = {self.max_bytes // 2**20})",
-                hint="raise pgml_trigger.model_cache_mb for this database, or upload a smaller model")
+                hint=_TOO_LARGE_HINT)
         policy = self._policy(meta)
         plan = load_plan.plan(meta, policy, graph_may_wait=defer,
                               has_onnxruntime=lambda: self._timed("import", load_plan.onnxruntime_available))
@@ -204,7 +212,7 @@ class ModelCache:
         elif plan.engine is Engine.COMPILED_GRAPH:
             if plan.missing_values_to_own:
                 # Loaded the first time a row with a missing value comes, under the policy of that moment.
-                missing_value_engine = lambda: self._engine_now(meta, Engine.OWN_PAYLOAD, quiet)[0]  # noqa: E731
+                missing_value_engine = lambda: self._measured_engine(model, meta, quiet)  # noqa: E731
             own = self._own_engine_first(meta, label, policy, quiet) if plan.graph_after is not None else None
             if own is not None:
                 engine, payload_bytes = own
@@ -255,22 +263,48 @@ class ModelCache:
         self._stages = {}
         started = time.perf_counter()
         try:
-            engine, payload_bytes = later()
+            with memory.Measured() as built:
+                engine, payload_bytes = later()
+            if (built.bytes or 0) > self.max_bytes:
+                raise ModelTooLarge(f"model {model.label}'s graph holds {built.bytes / 2**20:.1f} MB once built, "
+                                    f"more than a backend may hold (pgml_trigger.model_cache_mb = "
+                                    f"{self.max_bytes // 2**20})")
         except PgmlTriggerError as exc:
             self._now().warn(f"pgml_trigger: {exc.message}; model {model.label} goes on scoring with its own "
                              "payload")
             return
         seconds = time.perf_counter() - started
-        if model.missing_value_engine is not None:
-            model.keep_missing_value_engine(model.engine)
-        model.engine = engine
-        self._loaded_bytes += payload_bytes - model.payload_bytes
+        with memory.Measured() as swapped:  # the own payload's memory goes back, unless rows with a missing value
+            if model.missing_value_engine is not None:  # keep it
+                model.keep_missing_value_engine(model.engine)
+            model.engine = engine
+            del engine
+        self._add_memory(model, (built.bytes or 0) + (swapped.bytes or 0))
         model.payload_bytes = payload_bytes
         model.load_seconds += seconds
         model.load_stages = {**model.load_stages, **{f"graph {stage}": spent for stage, spent in self._stages.items()}}
         self._stages = {}
         self.counters.load_seconds[model.name, model.version] += seconds
-        self._evict(keep=model.key)
+
+    def _measured_engine(self, model: LoadedModel, meta: ModelMeta, quiet: bool) -> SklearnEngine:
+        """The own payload of a model scored by its graph, for its first row with a missing value."""
+        with memory.Measured() as added:
+            engine = self._engine_now(meta, Engine.OWN_PAYLOAD, quiet)[0]
+        self._add_memory(model, added.bytes or 0)
+        return engine
+
+    def _add_memory(self, model: LoadedModel, added: int) -> None:
+        """Count what a model's later engine changed of its memory; others may have to go (a model loaded
+        uncached, by doctor(), is not counted)."""
+        model.memory_bytes = max(model.memory_bytes + added, 0)
+        if self._loaded.get(model.key) is model:
+            self._loaded_bytes = sum(held.memory_bytes for held in self._loaded.values())
+            self._evict(keep=model.key)
+            self._count_memory()
+
+    def _count_memory(self) -> None:
+        """What counters() sums over running backends: the memory of the models held now."""
+        self.counters.memory = {(held.name, held.version): held.memory_bytes for held in self._loaded.values()}
 
     def _graph_engine(self, meta: ModelMeta, label: str) -> tuple[OnnxEngine, int]:
         payload = self._payload(meta, label, compiled=True)
@@ -308,23 +342,20 @@ class ModelCache:
             self._stages[stage] = self._stages.get(stage, 0.0) + time.perf_counter() - started
 
     def _payload(self, meta: ModelMeta, label: str, compiled: bool) -> bytes:
-        """The model's own payload or its compiled one, once it matches the sha256 recorded at upload: from the
-        server's file of it, else (outside a parallel query) fetched through SPI and written there."""
+        """The model's own payload or its compiled one, once it matches the sha256 recorded at upload: fetched
+        through SPI, and written to the server's file of it; in a parallel query, read from that file."""
         sha256, what = (meta.compiled_sha256, "compiled payload") if compiled else (meta.sha256, "payload")
-        in_parallel_query = parallel.in_parallel_mode()
-        try:
-            payload = self._timed("read file", self.files.read, sha256)
-        except ModelCorrupted as exc:
-            if in_parallel_query:
+        if parallel.in_parallel_mode():
+            try:
+                payload = self._timed("read file", self.files.read, sha256)
+            except ModelCorrupted as exc:
                 raise ModelCorrupted(f"model {label}: {exc.message}; a parallel query cannot fetch its {what} "
                                      "again", hint=_FILE_HINT) from None
-            self.catalog.warn(f"pgml_trigger: model {label}: {exc.message}; fetching its {what} again")
-            payload = None
-        if payload is not None:
+            if payload is None:
+                raise ModelLoadFailed(f"model {label}: its {what} is not on this server's disk, where a parallel "
+                                      "query loads it from", hint=_FILE_HINT)
             return payload
-        if in_parallel_query:
-            raise ModelLoadFailed(f"model {label}: its {what} is not on this server's disk, where a parallel query "
-                                  "loads it from", hint=_FILE_HINT)
+        # Through SPI, though the file may be there: a stored payload that no longer matches is found at once.
         payload = self._timed("fetch", self.catalog.payload, meta.name, meta.version, compiled)
         if self._timed("sha256", formats.sha256, payload) != sha256:
             raise ModelCorrupted(f"model {label}: the stored {what} does not match its sha256 {sha256}; "
@@ -349,11 +380,12 @@ class ModelCache:
             raise ModelLoadFailed(f"model {label} cannot be deserialized: {type(exc).__name__}: {exc}") from exc
 
     def _evict(self, keep: tuple) -> None:
+        """The least recently used models go until those held fit pgml_trigger.model_cache_mb (memory_bytes)."""
         while self._loaded_bytes > self.max_bytes and len(self._loaded) > 1:
             key, victim = next(iter(self._loaded.items()))
             if key == keep:
                 break
             del self._loaded[key]
-            self._loaded_bytes -= victim.payload_bytes
+            self._loaded_bytes -= victim.memory_bytes
             self._refs = {ref: model for ref, model in self._refs.items() if model is not victim}
 

@@ -232,7 +232,7 @@ def catalog_changed() -> None:
 
 def cache_info():
     return [(m.name, m.version, m.sha256, m.payload_bytes, _cache.counters.loads[m.name, m.version], m.scoring_path,
-             m.load_seconds, json.dumps(m.load_stages)) for m in _cache.entries()]
+             m.load_seconds, json.dumps(m.load_stages), m.memory_bytes) for m in _cache.entries()]
 
 
 @_sql_errors

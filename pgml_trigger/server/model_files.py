@@ -1,12 +1,13 @@
 """Payloads on the server's disk, each in a file named by its sha256: where a parallel query loads models from.
 
 A process in a parallel query cannot read a payload through SPI (parallel.py), so every payload a backend fetches
-through SPI (at its first load, or in the upload's server check) is also written here, and any backend reads it
-from here first. The files live in the data directory (pg_stat_tmp/pgml_trigger/<database oid>/models, beside the
-counters), which only the server's OS user may read; each is written whole under another name and renamed, and
-is checked against its name before use: a file that does not match is removed and fetched again, through SPI,
-by the next backend that may. The snapshot of the catalog written at each catalog change removes the files of
-versions it no longer holds (sql/catalog.sql, _save_catalog_snapshot).
+through SPI (at its first load, or in the upload's server check) is also written here, for parallel queries to
+read. Backends go on fetching through SPI, so that a stored payload that no longer matches its sha256 is found
+at its first load, as before. The files live in the data directory (pg_stat_tmp/pgml_trigger/<database
+oid>/models, beside the counters), which only the server's OS user may read; each is written whole under
+another name and renamed, and is checked against its name before use: a file that does not match is removed,
+and written again by the next backend that fetches the payload. A transaction that deletes a version removes
+its files as it commits (sql/catalog.sql, _write_catalog_snapshot).
 """
 
 from __future__ import annotations

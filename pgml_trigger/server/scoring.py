@@ -27,12 +27,13 @@ class LoadedModel:
     payload_bytes: int
     usage: Usage  # of this model in this backend
     # Where rows with a missing value go when the compiled graph would score them unlike scikit-learn:
-    # loads the joblib payload the first time such a row comes (not counted in payload_bytes).
+    # loads the joblib payload the first time such a row comes (counted in memory_bytes from then on).
     missing_value_engine: Callable[[], SklearnEngine] | None = None
     # A big compiled graph not built yet (load_plan.defers_graph): what builds it, once usage.seconds (spent
     # scoring) reaches graph_after; until then ``engine`` is the model's own payload.
     graph_later: Callable[[], tuple[OnnxEngine, int]] | None = None
     graph_after: float = 0.0
+    memory_bytes: int = 0  # what loading it added to the backend's private memory (memory.py): the cache's measure
     load_seconds: float = 0.0  # fetching, checking and deserializing the payload, in this backend
     load_stages: dict = field(default_factory=dict)  # of those: import, fetch, sha256, deserialize, onnxruntime session
     label: str = field(init=False)
