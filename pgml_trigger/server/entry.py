@@ -35,6 +35,7 @@ from .features import (  # noqa: E402
     in_row,
     matrix_from_mappings,
 )
+from .scoring import CHUNK_ROWS  # noqa: E402
 
 try:  # parses a row of 30 numbers by name in about a fifth of json.loads's time
     from orjson import loads as _fast_json  # noqa: E402
@@ -155,20 +156,26 @@ def predict_label_batch(model_ref, features, clock):
 def _score_batch(model, features, score):
     if isinstance(features, str):
         features = _parsed(model, features)
-    rows, present = _batch_rows(model, features)
-    scored = score(rows)
-    if present is None:
-        return scored
-    result = [None] * len(features)
-    for index, value in zip(present, scored):
-        result[index] = value
+    if isinstance(features, bytes):
+        return score(from_array_send(model.schema, features, model.label))
+    # By name, CHUNK_ROWS rows at a time: a batch holds no more of them parsed than that, whatever its size.
+    result = []
+    for first in range(0, len(features), CHUNK_ROWS):
+        chunk = features[first:first + CHUNK_ROWS]
+        rows, present = _batch_rows(model, chunk, first=first)
+        scored = score(rows)
+        if present is not None:
+            scored, kept = [None] * len(chunk), scored
+            for index, value in zip(present, kept):
+                scored[index] = value
+        result += scored
     return result
 
 
-def _batch_rows(model, features, columns=None):
+def _batch_rows(model, features, columns=None, first=0):
     """Rows from a double precision[][] (array_send() bytes), a jsonb[] (texts) or table rows (dicts, from the
     JSON array _score_batch parsed), and, when a NULL row was left out (it scores as NULL), the indexes the others
-    came from (else None). Errors name their row.
+    came from (else None). Errors name their row, counted from ``first``.
     """
     if isinstance(features, bytes):
         return from_array_send(model.schema, features, model.label), None
@@ -182,7 +189,7 @@ def _batch_rows(model, features, columns=None):
         try:
             rows.append(_inputs(model, item, columns))
         except PgmlTriggerError as exc:
-            raise in_row(exc, index) from None
+            raise in_row(exc, first + index) from None
         present.append(index)
     return rows, None if len(present) == len(features) else present
 

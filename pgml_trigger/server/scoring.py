@@ -14,6 +14,10 @@ from ..schema import FeatureSchema, is_number
 from .counters import Usage
 from .engines import REJECTED_INPUT, OnnxEngine, SklearnEngine
 
+# Rows an engine scores at a time in a batch: what scoring one holds beyond its input and its result (the
+# engine's copy of the rows, e.g. onnxruntime's float32 one, and its outputs).
+CHUNK_ROWS = 10_000
+
 
 @dataclass
 class LoadedModel:
@@ -74,13 +78,13 @@ class LoadedModel:
         self._check_numeric_output()
         if len(rows) == 0:
             return []
-        return self._call_rows("predict_rows", rows).astype(np.float64).tolist()
+        return self._call_chunks("predict_rows", rows).astype(np.float64).tolist()
 
     def predict_label_many(self, rows) -> list[str]:
         self._check_classifier()
         if len(rows) == 0:
             return []
-        return [str(label) for label in self._call_rows("predict_rows", rows).tolist()]
+        return [str(label) for label in self._call_chunks("predict_rows", rows).tolist()]
 
     def _check_classifier(self) -> None:
         if self.task != "classification":
@@ -98,6 +102,12 @@ class LoadedModel:
         if self.missing_value_engine is not None and math.isnan(sum(row)):
             engine = self._missing_value_engine()
         return self._call(engine, method, row)
+
+    def _call_chunks(self, method: str, rows) -> np.ndarray:
+        if len(rows) <= CHUNK_ROWS:
+            return self._call_rows(method, rows)
+        return np.concatenate([self._call_rows(method, rows[start:start + CHUNK_ROWS])
+                               for start in range(0, len(rows), CHUNK_ROWS)])
 
     def _call_rows(self, method: str, rows) -> np.ndarray:
         if self.missing_value_engine is None:
