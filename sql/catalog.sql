@@ -289,7 +289,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger,
                                 'compiled_sha256', m.compiled_sha256, 'compiled_handles_nan', m.compiled_handles_nan,
                                 'payload_bytes', coalesce(octet_length(m.compiled_payload), octet_length(m.payload)),
                                 'payload_hmac', m.payload_hmac, 'sklearn_version', m.sklearn_version,
-                                'numpy_version', m.numpy_version, 'library_versions', m.library_versions)
+                                'numpy_version', m.numpy_version, 'library_versions', m.library_versions,
+                                'linear_form', m.linear_form)
                                 ORDER BY m.name, m.version)
                             FROM pgml_trigger.models AS m), '[]'),
         'aliases', coalesce((SELECT json_agg(json_build_object('name', a.name, 'alias', a.alias, 'version', a.version)

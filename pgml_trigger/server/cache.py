@@ -33,6 +33,7 @@ from ..errors import (
     UntrustedContent,
 )
 from . import load_plan, memory, onnx_graph, parallel
+from .arithmetic import LinearRows
 from .catalog import Attachment, Catalog, ModelMeta
 from .counters import DIRECTORY, Counters
 from .engines import OnnxEngine, SklearnEngine
@@ -205,7 +206,7 @@ class ModelCache:
         policy = self._policy(meta)
         plan = load_plan.plan(meta, policy, graph_may_wait=defer,
                               has_onnxruntime=lambda: self._timed("import", load_plan.onnxruntime_available))
-        missing_value_engine, graph_later, graph_after = None, None, 0.0
+        missing_value_engine, graph_later, graph_after, row_engine = None, None, 0.0, None
         if plan.engine is Engine.UPLOADED_GRAPH:
             payload = self._payload(meta, label, compiled=False)
             engine, payload_bytes = self._onnx_engine(label, payload, meta, "payload", uploaded=True), len(payload)
@@ -220,13 +221,15 @@ class ModelCache:
                 graph_after = self.counters.for_model(meta.name, meta.version).seconds + plan.graph_after
             else:
                 engine, payload_bytes = self._graph_engine(meta, label)
+                if plan.rows_by_arithmetic:
+                    row_engine = LinearRows(meta.linear_form, meta.classes, engine)
         else:
             engine, payload_bytes = self._own_engine(meta, label, policy, quiet)
         model = LoadedModel(name=meta.name, version=meta.version, sha256=meta.sha256, task=meta.task,
                             classes=meta.classes, schema=meta.schema, engine=engine, payload_bytes=payload_bytes,
                             usage=self.counters.for_model(meta.name, meta.version),
                             missing_value_engine=missing_value_engine, graph_later=graph_later,
-                            graph_after=graph_after)
+                            graph_after=graph_after, row_engine=row_engine)
         if graph_later is not None and missing_value_engine is not None:
             model.keep_missing_value_engine(engine)  # the own payload is loaded already
         return model
@@ -360,7 +363,8 @@ class ModelCache:
         if self._timed("sha256", formats.sha256, payload) != sha256:
             raise ModelCorrupted(f"model {label}: the stored {what} does not match its sha256 {sha256}; "
                                  "refusing to load it", hint="upload the model again")
-        self._timed("write file", self.files.write, sha256, payload)
+        if not self.files.holds(sha256):
+            self._timed("write file", self.files.write, sha256, payload)
         return payload
 
     def _deserialize(self, label: str, payload: bytes, fmt: str):

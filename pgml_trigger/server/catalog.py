@@ -25,6 +25,7 @@ class ModelMeta:
     compiled_format: str | None
     compiled_sha256: str | None
     compiled_handles_nan: bool | None
+    linear_form: dict | None  # the version's linear model as arithmetic (pgml_trigger/uploader/linear.py)
 
     @classmethod
     def from_row(cls, row) -> ModelMeta:
@@ -34,7 +35,8 @@ class ModelMeta:
         return cls(name=row["name"], version=row["version"], sha256=row["sha256"], format=row["format"],
                    task=row["task"], classes=json.loads(row["classes"]) if row["classes"] else None,
                    schema=schema, payload_bytes=row["payload_bytes"], compiled_format=row["compiled_format"],
-                   compiled_sha256=row["compiled_sha256"], compiled_handles_nan=row["compiled_handles_nan"])
+                   compiled_sha256=row["compiled_sha256"], compiled_handles_nan=row["compiled_handles_nan"],
+                   linear_form=_json_object(row["linear_form"]))
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,11 @@ class Catalog:
 
     def warn(self, message: str) -> None:
         self._plpy.warning(message)
+
+
+def _json_object(value) -> dict | None:
+    """A jsonb column as SPI hands it over (its text) or as a snapshot holds it (parsed already)."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _interned(names: list[str]) -> tuple[str, ...]:

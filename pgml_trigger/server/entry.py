@@ -14,7 +14,6 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import contextlib  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
@@ -72,27 +71,24 @@ def _raise(message, sqlstate, detail, hint):
 
 def _inputs(model, features, columns=None):
     """One row's features: jsonb and json (a table row, row_to_json() in SQL) arrive as their text (json.loads is
-    the fastest way to a dict), float8[] as a list; a dict is an element of a batch already parsed."""
-    with _counted_as_error(model):
+    the fastest way to a dict), float8[] as a list; a dict is an element of a batch already parsed. A row the
+    model refuses counts as an error of that model (counters())."""
+    try:
         if isinstance(features, str):
             return from_mapping(model.schema, _parsed(model, features), model.label, columns)
         if isinstance(features, dict):
             return from_mapping(model.schema, features, model.label, columns)
         return from_positional(model.schema, features, model.label, columns)
+    except PgmlTriggerError:
+        model.usage.errors += 1
+        raise
 
 
 def _typed_inputs(model, numbers, texts, columns):
     """One row as a scoring trigger hands over a row with text columns: its numeric features as a float8[], its
     text ones as a text[] (sql/triggers.sql, _features_by_kind)."""
-    with _counted_as_error(model):
-        return from_typed_arrays(model.schema, numbers, texts, model.label, columns)
-
-
-@contextlib.contextmanager
-def _counted_as_error(model):
-    """A row the model refuses counts as an error of that model (counters())."""
     try:
-        yield
+        return from_typed_arrays(model.schema, numbers, texts, model.label, columns)
     except PgmlTriggerError:
         model.usage.errors += 1
         raise

@@ -37,12 +37,13 @@ class ModelFiles:
             raise ModelCorrupted(f"the server's file {path} does not match its sha256; it was removed")
         return payload
 
+    def holds(self, sha256: str) -> bool:
+        return (self.directory / sha256).exists()
+
     def write(self, sha256: str, payload: bytes) -> None:
         """Keep a payload already checked against its sha256. Best effort: a full disk only costs a parallel query
         the file, which then says so."""
         target = self.directory / sha256
-        if target.exists():
-            return
         temporary = self.directory / f"{sha256}.{os.getpid()}.tmp"
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)

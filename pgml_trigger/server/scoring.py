@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ModelRejectedInput, WrongModelKind
 from ..schema import FeatureSchema, is_number
+from .arithmetic import LinearRows
 from .counters import Usage
 from .engines import REJECTED_INPUT, OnnxEngine, SklearnEngine
 
@@ -37,6 +38,7 @@ class LoadedModel:
     # scoring) reaches graph_after; until then ``engine`` is the model's own payload.
     graph_later: Callable[[], tuple[OnnxEngine, int]] | None = None
     graph_after: float = 0.0
+    row_engine: LinearRows | None = None  # what scores one row's prediction instead of ``engine`` (load_plan)
     memory_bytes: int = 0  # what loading it added to the backend's private memory (memory.py): the cache's measure
     load_seconds: float = 0.0  # fetching, checking and deserializing the payload, in this backend
     load_stages: dict = field(default_factory=dict)  # of those: import, fetch, sha256, deserialize, onnxruntime session
@@ -101,6 +103,8 @@ class LoadedModel:
         # A sum is NaN exactly when a value is: features.py let no infinity through.
         if self.missing_value_engine is not None and math.isnan(sum(row)):
             engine = self._missing_value_engine()
+        elif self.row_engine is not None and method == "predict_row":
+            engine = self.row_engine
         return self._call(engine, method, row)
 
     def _call_chunks(self, method: str, rows) -> np.ndarray:
