@@ -292,3 +292,135 @@ CREATE TRIGGER models_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCA
     FOR EACH STATEMENT EXECUTE FUNCTION pgml_trigger._catalog_changed();
 CREATE TRIGGER aliases_catalog_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON pgml_trigger.aliases
     FOR EACH STATEMENT EXECUTE FUNCTION pgml_trigger._catalog_changed();
+
+------------------------------------------------------------------------------
+-- The catalog on disk, for parallel queries. Their processes cannot read it (a PL/Python query opens a
+-- subtransaction, which a parallel query forbids: pgml_trigger/server/parallel.py), so they resolve model
+-- references from the newest snapshot of it, pg_stat_tmp/pgml_trigger/<database oid>/catalog/<generation>.json
+-- (pgml_trigger/server/snapshot.py), and load payloads from files named by their sha256 beside it
+-- (model_files.py). Every transaction that changes models or aliases writes a snapshot as it commits, after
+-- its last change (a deferred trigger), and removes the files of the versions it deleted; a backend that reads
+-- the catalog through SPI writes the generation it read when no newer snapshot is there.
+------------------------------------------------------------------------------
+
+-- The metadata of every version (no payload), every alias and the database's pgml_trigger settings.
+CREATE FUNCTION pgml_trigger._catalog_snapshot() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
+    SELECT json_build_object(
+        'generation', (SELECT s.generation FROM pgml_trigger.catalog_state AS s),
+        'xid', txid_current_if_assigned(),
+        'settings', (SELECT json_object_agg(setting_name, pgml_trigger._database_setting(setting_name))
+                     FROM unnest(ARRAY['pgml_trigger.allowed_formats', 'pgml_trigger.hmac_key_file',
+                                       'pgml_trigger.strict_versions', 'pgml_trigger.defer_graph_mb',
+                                       'pgml_trigger.model_cache_mb']) AS setting_name),
+        'models', coalesce((SELECT json_agg(json_build_object(
+                                'name', m.name, 'version', m.version, 'sha256', m.sha256, 'format', m.format,
+                                'task', m.task, 'classes', m.classes::text, 'feature_names', m.feature_names,
+                                'feature_types', m.feature_types, 'feature_inputs', m.feature_inputs,
+                                'input_kind', m.input_kind, 'compiled_format', m.compiled_format,
+                                'compiled_sha256', m.compiled_sha256, 'compiled_handles_nan', m.compiled_handles_nan,
+                                'payload_bytes', coalesce(octet_length(m.compiled_payload), octet_length(m.payload)),
+                                'payload_hmac', m.payload_hmac, 'sklearn_version', m.sklearn_version,
+                                'numpy_version', m.numpy_version, 'library_versions', m.library_versions,
+                                'linear_form', m.linear_form)
+                                ORDER BY m.name, m.version)
+                            FROM pgml_trigger.models AS m), '[]'),
+        'aliases', coalesce((SELECT json_agg(json_build_object('name', a.name, 'alias', a.alias, 'version', a.version)
+                                             ORDER BY a.name, a.alias)
+                             FROM pgml_trigger.aliases AS a), '[]'))::text
+$$;
+
+-- authoritative: at a commit (or CREATE EXTENSION), whose snapshot is the newest whatever is there: files of
+-- higher generations were left by a former installation or by a writer that failed to commit after writing.
+-- Otherwise nothing is written by a transaction that has written (it may see its own changes to the catalog),
+-- and a newer snapshot stays, unless its writer's transaction aborted. removed_payloads: the sha256 of
+-- deleted versions' payloads, whose files go unless another version holds the same bytes. Best effort: when
+-- the files cannot be written, the snapshots are removed (parallel queries then say so) and the caller goes on.
+CREATE FUNCTION pgml_trigger._write_catalog_snapshot(authoritative boolean, removed_payloads text[]) RETURNS void
+LANGUAGE plpython3u SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
+import json, os, time
+row = plpy.execute("SELECT pgml_trigger._catalog_snapshot() AS snapshot, "
+                   "(SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) AS database")[0]
+text = row["snapshot"]
+snapshot = json.loads(text)
+generation, base = snapshot["generation"], f"pg_stat_tmp/pgml_trigger/{row['database']}"
+if not authoritative and snapshot["xid"] is not None:  # this transaction has written: it may see its own changes
+    return
+directory = f"{base}/catalog"
+held = {m[key] for m in snapshot["models"] for key in ("sha256", "compiled_sha256") if m[key]}
+
+def saved_text(number):
+    try:
+        with open(f"{directory}/{number}.json") as saved:
+            return saved.read()
+    except OSError:
+        return None
+
+try:
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    saved = sorted(int(name[:-5]) for name in os.listdir(directory) if name.endswith(".json") and name[:-5].isdigit())
+    if not authoritative and saved and saved[-1] > generation:
+        xid = json.loads(saved_text(saved[-1]) or "{}").get("xid")
+        status = xid and plpy.execute(f"SELECT pg_catalog.txid_status({int(xid)}) AS status")[0]["status"]
+        if status != "aborted":  # committed after this statement's view of the catalog
+            return
+        os.unlink(f"{directory}/{saved[-1]}.json")
+    if saved_text(generation) != text:
+        temporary = f"{directory}/{generation}.{os.getpid()}.tmp"
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write(text)
+        os.replace(temporary, f"{directory}/{generation}.json")
+    for number in saved:  # keep two generations before this one, for processes that listed them
+        if number < generation - 2 or (authoritative and number > generation):
+            os.unlink(f"{directory}/{number}.json")
+    if authoritative and os.path.isdir(f"{base}/models"):
+        for name in os.listdir(f"{base}/models"):
+            path = f"{base}/models/{name}"
+            # A deleted version's bytes; or a day-old file no version holds (an upload that rolled back).
+            if name not in held and (name in (removed_payloads or ()) or os.stat(path).st_mtime < time.time() - 86400):
+                os.unlink(path)
+except OSError as exc:
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+        try:
+            os.unlink(f"{directory}/{name}")
+        except OSError:
+            pass
+    plpy.warning(f"pgml_trigger: cannot write the catalog snapshot parallel queries read ({exc}); they will "
+                 "refuse to score until a session writes it")
+$$;
+
+-- What a backend that reads the catalog through SPI calls (Catalog.save_snapshot).
+CREATE FUNCTION pgml_trigger._save_catalog_snapshot() RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
+    SELECT pgml_trigger._write_catalog_snapshot(false, NULL)
+$$;
+
+-- Deferred: fires as the transaction commits, after its last change, once per changed row (the snapshot is
+-- written by the first; the others find it written).
+CREATE FUNCTION pgml_trigger._snapshot_at_commit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'models' THEN
+        PERFORM pgml_trigger._write_catalog_snapshot(true, ARRAY[OLD.sha256, OLD.compiled_sha256]);
+    ELSE
+        PERFORM pgml_trigger._write_catalog_snapshot(true, NULL);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER models_snapshot_at_commit AFTER INSERT OR UPDATE OR DELETE ON pgml_trigger.models
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pgml_trigger._snapshot_at_commit();
+CREATE CONSTRAINT TRIGGER aliases_snapshot_at_commit AFTER INSERT OR UPDATE OR DELETE ON pgml_trigger.aliases
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pgml_trigger._snapshot_at_commit();
+-- TRUNCATE has no deferred triggers: its snapshot is written at once, and replaced by the next backend that
+-- finds its transaction aborted.
+CREATE TRIGGER models_snapshot_truncated AFTER TRUNCATE ON pgml_trigger.models
+    FOR EACH STATEMENT EXECUTE FUNCTION pgml_trigger._snapshot_at_commit();
+CREATE TRIGGER aliases_snapshot_truncated AFTER TRUNCATE ON pgml_trigger.aliases
+    FOR EACH STATEMENT EXECUTE FUNCTION pgml_trigger._snapshot_at_commit();
+-- A subscription's apply worker (session_replication_role = replica) changes the catalog too.
+ALTER TABLE pgml_trigger.models ENABLE ALWAYS TRIGGER models_snapshot_at_commit;
+ALTER TABLE pgml_trigger.aliases ENABLE ALWAYS TRIGGER aliases_snapshot_at_commit;
+
+-- This installation's first snapshot, in place of any a former one left.
+SELECT pgml_trigger._write_catalog_snapshot(true, NULL);
