@@ -397,7 +397,7 @@ def score_typed_statement(attachment_id, keys, numbers, texts, kinds, clock):
 
 # --- explain(): each input column's SHAP value in a prediction (server/explain.py), and the reasons triggers write.
 
-_explainers = _explain.Explainers(_cache.catalog.explainer, _cache.max_bytes)
+_explainers = _explain.Explainers(_cache.catalog.explainer, lambda: _cache.max_bytes)
 
 
 @_sql_errors

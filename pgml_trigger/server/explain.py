@@ -207,8 +207,9 @@ class Explainers:
     """Explainers loaded in this backend, least recently used first out within ``max_bytes`` of stored bytes (the
     tables TreeSHAP builds at first use come on top: a few MB for a 100-tree forest)."""
 
-    def __init__(self, fetch, max_bytes: int):
+    def __init__(self, fetch, max_bytes):
         self._fetch = fetch  # (name, version) -> (payload, sha256, info), as Catalog.explainer
+        # () -> bytes: asked at a load, not at import, which a parallel query's processes do without the catalog
         self._max_bytes = max_bytes
         self._loaded: OrderedDict[tuple, Explainer] = OrderedDict()
 
@@ -217,7 +218,7 @@ class Explainers:
         if explainer is None:
             explainer = load(model.label, *self._fetch(model.name, model.version))
             self._loaded[model.key] = explainer
-            while sum(e.nbytes for e in self._loaded.values()) > self._max_bytes and len(self._loaded) > 1:
+            while sum(e.nbytes for e in self._loaded.values()) > self._max_bytes() and len(self._loaded) > 1:
                 self._loaded.popitem(last=False)
         self._loaded.move_to_end(model.key)
         return explainer
