@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -439,6 +440,62 @@ def test_zz_report_cases(figure):
     for entry_point, count in sorted(cases.items()):
         figure(f"hostile cases at {entry_point}", count)
     figure("hostile cases in all", sum(cases.values()))
+
+
+def test_numbers_a_float32_model_would_saturate_are_out_of_range(conn):
+    """A forest reads float32: 1e300 or 3.5e38 would be infinity to it (scikit-learn refuses them), so the server
+    refuses them with 22003 naming the feature, by name, by position and in a batch; a linear model computing in
+    double takes them."""
+    X, _ = trained.breast_cancer()
+    forest = trained.forest_breast_cancer()
+    upload(conn, "forest", forest, sample=X)
+    upload(conn, "reg", trained.diabetes_ridge())
+    for value in (1e300, 3.5e38, -3.5e38):
+        row = X.iloc[0].to_dict() | {"mean_radius": value}
+        with warnings.catch_warnings(), pytest.raises(ValueError, match="too large"):
+            warnings.simplefilter("ignore")  # numpy's overflow in the cast to float32
+            forest.predict(pd.DataFrame([row]))
+        for statement, argument in (("SELECT pgml_trigger.predict_label('forest', %s::jsonb)", Jsonb(row)),
+                                    ("SELECT pgml_trigger.predict_proba('forest', %s::float8[])", list(row.values())),
+                                    ("SELECT pgml_trigger.predict_batch('forest', ARRAY[%s::float8[]])",
+                                     list(row.values()))):
+            with pytest.raises(psycopg.errors.NumericValueOutOfRange, match='feature "mean_radius" is .*, beyond'):
+                conn.execute(statement, [argument])
+    assert conn.execute("SELECT pgml_trigger.predict('reg', %s::float8[])", [[1e300] + [0.0] * 9]).fetchone()[0] \
+        == pytest.approx(_offline([1e300] + [0.0] * 9), rel=1e-12)
+
+
+def test_probabilities_are_within_0_and_1_and_sum_to_1(conn):
+    """A forest's float32 graph puts some probabilities a hair outside [0, 1] (-3.6e-7, 1.0000004), and its rows sum
+    to 1 within float32's precision only: the server clips them and each row sums to 1 in double."""
+    X, _ = trained.breast_cancer()
+    forest = trained.forest_breast_cancer()
+    upload(conn, "forest", forest, sample=X)
+    assert conn.execute("SELECT scoring_path FROM pgml_trigger.models").fetchone() == ("onnx",)
+    rows = np.array([proba for (proba,) in conn.execute(
+        "SELECT pgml_trigger.predict_proba('forest', r) FROM jsonb_array_elements(%s) AS r",
+        [Jsonb(X.to_dict("records"))])])
+    assert rows.min() >= 0.0 and rows.max() <= 1.0
+    assert np.allclose(rows.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert np.allclose(rows, forest.predict_proba(X), atol=1e-6)
+
+
+def test_booleans_and_twice_named_columns_are_refused(conn):
+    """JSON true is no number to a model not fitted on booleans; a row with two columns of a feature's name (a
+    join's) is ambiguous."""
+    upload(conn, "reg", trained.diabetes_ridge())
+    X, _ = trained.diabetes()
+    row = X.iloc[0].to_dict()
+    with pytest.raises(psycopg.errors.DatatypeMismatch, match='feature "sex" of model reg@1 must be a number, got '
+                                                              "JSON boolean true"):
+        conn.execute("SELECT pgml_trigger.predict('reg', %s::jsonb)", [Jsonb(row | {"sex": True})])
+    conn.execute("CREATE TABLE patients (id int, " + ", ".join(f"{name} float8" for name in X.columns) + ")")
+    conn.execute("INSERT INTO patients VALUES (1, " + ", ".join(["%s"] * len(X.columns)) + ")", list(row.values()))
+    with pytest.raises(psycopg.errors.AmbiguousColumn, match='has two columns named "bmi", a feature of the model'):
+        conn.execute("SELECT pgml_trigger.predict('reg', j) "
+                     "FROM (SELECT p.*, p.bmi * 2 AS bmi FROM patients AS p) AS j")
+    assert conn.execute("SELECT pgml_trigger.predict('reg', p) FROM patients AS p").fetchone()[0] == pytest.approx(
+        _offline(list(row.values())), rel=1e-12)
 
 
 def _row_by_row(model, frame):

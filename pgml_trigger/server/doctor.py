@@ -67,12 +67,17 @@ def check_version(cache: ModelCache, name: str, version: int, rows_json: str | N
     if load_plan.plan(meta, LoadPolicy.read(cache.catalog, meta)).own_payload_too:
         engines.append(cache.own_engine(meta))  # a backend's first predictions, or its rows with a missing value
     rows = [from_mapping(meta.schema, row, model.label) for row in json.loads(rows_json or "[]")]
-    for engine in engines if rows else ():
+    for engine in engines:
+        # The graph never sees a row with a hole when the model's own engine scores those (scoring.py).
+        given = [row for row in rows if not meta.schema.has_hole(row)] \
+            if engine is model.engine and model.missing_value_engine is not None else rows
+        if not given:
+            continue
         try:
-            engine.predict_rows(rows)
-            engine.predict_row(rows[0])
+            engine.predict_rows(given)
+            engine.predict_row(given[0])
             if meta.task == "classification" and engine.has_proba:
-                engine.predict_proba_rows(rows)
+                engine.predict_proba_rows(given)
         except Exception as exc:  # whatever the model raises: it cannot score here, and that is the answer
             raise ModelLoadFailed(f"model {model.label} loads in this server but cannot score the sample rows "
                                   f"({engine.scoring_path}): {type(exc).__name__}: {exc}") from None

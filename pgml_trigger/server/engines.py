@@ -71,16 +71,12 @@ def model_frame(names, types, rows):
                          for name, kind, values in zip(names, types, columns)}, copy=False)
 
 
-def clipped_proba(scores: np.ndarray) -> np.ndarray:
-    """Probabilities within [0, 1] and summing to 1 per row: float32 sums of trees stray a little outside (a
-    forest's -3.6e-7 and 1.0000004)."""
-    stray = ((scores < 0.0) | (scores > 1.0)).any(axis=1)
-    if not stray.any():
-        return scores
-    scores = np.array(scores, dtype=np.float64)
-    kept = np.clip(scores[stray], 0.0, 1.0)
-    scores[stray] = kept / kept.sum(axis=1, keepdims=True)
-    return scores
+def normalized_proba(scores: np.ndarray) -> np.ndarray:
+    """Probabilities within [0, 1] and summing to 1 per row, in double: a float32 graph's stray a little outside
+    (a forest's -3.6e-7 and 1.0000004) and sum to 1 within float32's precision only."""
+    scores = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+    totals = scores.sum(axis=1, keepdims=True)
+    return np.divide(scores, totals, out=scores, where=totals > 0)
 
 
 def onnx_inputs(schema: FeatureSchema, rows, name: str = "features", dtype=np.float32,
@@ -187,8 +183,8 @@ class OnnxEngine:
 
     def predict_proba_row(self, values) -> list[float]:
         scores = self._row_scores(values)
-        if self._classes is not None and (min(scores) < 0.0 or max(scores) > 1.0):
-            return clipped_proba(np.array([scores]))[0].tolist()
+        if self._classes is not None and (sum(scores) != 1.0 or min(scores) < 0.0 or max(scores) > 1.0):
+            return normalized_proba([scores])[0].tolist()
         return scores
 
     def predict_rows(self, rows) -> np.ndarray:
@@ -197,7 +193,7 @@ class OnnxEngine:
 
     def predict_proba_rows(self, rows) -> np.ndarray:
         scores = self._run(rows)
-        return scores if self._classes is None else clipped_proba(scores)
+        return scores if self._classes is None else normalized_proba(scores)
 
     def _run(self, rows) -> np.ndarray:
         if self._column_dtypes is not None:
