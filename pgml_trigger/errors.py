@@ -165,15 +165,3 @@ class InvalidArgument(PgmlTriggerError, ValueError):
     """An argument out of its range (e.g. explain()'s top_k below 1)."""
 
     sqlstate = "22023"  # invalid_parameter_value
-
-
-class ModelNotFound(PgmlTriggerError):
-    """A model reference names no model, version or alias (as pgml_trigger.resolve_model() says in SQL)."""
-
-    sqlstate = "42704"  # undefined_object
-
-
-class ModelReferenceInvalid(PgmlTriggerError):
-    """A model reference that is not name, name@version or name@alias."""
-
-    sqlstate = "22023"  # invalid_parameter_value

@@ -74,7 +74,7 @@ SELECT pgml_trigger._grant_execute('pgml_trigger_user', ARRAY[
     -- scoring
     'predict', 'predict_label', 'predict_proba', 'predict_batch', 'score', 'loaded_scoring_path',
     '_predict', '_predict_label', '_predict_proba', '_predict_batch', '_predict_label_batch', '_loaded_scoring_path',
-    '_predict_logged', '_fetch_payload', '_save_catalog_snapshot', '_bootstrap', '_column_type', '_feature_columns',
+    '_predict_logged', '_fetch_payload', '_bootstrap', '_column_type', '_feature_columns',
     'explain', 'explain_batch', '_explain', '_explain_batch', '_fetch_explainer', '_check_explain_column',
     -- models and scoring triggers
     'resolve_model', 'attach', 'detach', '_attach', '_detach', '_require_same_features',

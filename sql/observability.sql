@@ -56,20 +56,19 @@ SELECT pg_catalog.pg_extension_config_dump('pgml_trigger.prediction_log_id_seq',
 -- statement's start) to a file of its own under pg_stat_tmp/pgml_trigger in
 -- the data directory. counters() adds up the files of every backend this
 -- server ran since those files were last cleared, its own counts up to now
--- included; and the memory each model holds in the backends running now.
+-- included.
 ------------------------------------------------------------------------------
 
 CREATE FUNCTION pgml_trigger.counters(
     OUT name text, OUT version integer, OUT backends integer, OUT calls bigint, OUT rows bigint, OUT errors bigint,
-    OUT loads bigint, OUT seconds double precision, OUT load_seconds double precision, OUT memory_bytes bigint)
+    OUT loads bigint, OUT seconds double precision, OUT load_seconds double precision)
 RETURNS SETOF record
 LANGUAGE plpython3u VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pgml_trigger, pg_temp AS $$
 if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].counters()
 $$;
 COMMENT ON FUNCTION pgml_trigger.counters() IS
-    'per model: calls, rows, errors, loads, seconds spent scoring and loading, summed over this server''s backends; '
-    'the memory it holds, summed over the backends running now';
+    'per model: calls, rows, errors, loads, seconds spent scoring and loading, summed over this server''s backends';
 
 ------------------------------------------------------------------------------
 -- Drift of recent inputs against the training-data profile an upload may carry.

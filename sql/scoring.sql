@@ -14,63 +14,51 @@ return GD["pgml_trigger"].fetch_payload(name, version, compiled)
 $$;
 
 CREATE FUNCTION pgml_trigger._predict(model text, features jsonb, clock timestamptz) RETURNS double precision
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 500 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict(model, features, clock)
 $$;
 CREATE FUNCTION pgml_trigger._predict(model text, features double precision[], clock timestamptz)
 RETURNS double precision
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 500 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict(model, features, clock)
 $$;
 CREATE FUNCTION pgml_trigger._predict_label(model text, features jsonb, clock timestamptz) RETURNS text
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 500 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_label(model, features, clock)
 $$;
 CREATE FUNCTION pgml_trigger._predict_label(model text, features double precision[], clock timestamptz) RETURNS text
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 500 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_label(model, features, clock)
 $$;
 CREATE FUNCTION pgml_trigger._predict_proba(model text, features jsonb, clock timestamptz)
 RETURNS double precision[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 500 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_proba(model, features, clock)
 $$;
 CREATE FUNCTION pgml_trigger._predict_proba(model text, features double precision[], clock timestamptz)
 RETURNS double precision[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 500 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_proba(model, features, clock)
 $$;
 
 CREATE FUNCTION pgml_trigger.predict(model text, features jsonb) RETURNS double precision
-LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$ SELECT pgml_trigger._predict(model, features, statement_timestamp()) $$;
+LANGUAGE sql STABLE STRICT AS $$ SELECT pgml_trigger._predict(model, features, statement_timestamp()) $$;
 CREATE FUNCTION pgml_trigger.predict(model text, features double precision[]) RETURNS double precision
-LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$ SELECT pgml_trigger._predict(model, features, statement_timestamp()) $$;
+LANGUAGE sql STABLE STRICT AS $$ SELECT pgml_trigger._predict(model, features, statement_timestamp()) $$;
 CREATE FUNCTION pgml_trigger.predict_label(model text, features jsonb) RETURNS text
-LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$ SELECT pgml_trigger._predict_label(model, features, statement_timestamp()) $$;
+LANGUAGE sql STABLE STRICT AS $$ SELECT pgml_trigger._predict_label(model, features, statement_timestamp()) $$;
 CREATE FUNCTION pgml_trigger.predict_label(model text, features double precision[]) RETURNS text
-LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$ SELECT pgml_trigger._predict_label(model, features, statement_timestamp()) $$;
+LANGUAGE sql STABLE STRICT AS $$ SELECT pgml_trigger._predict_label(model, features, statement_timestamp()) $$;
 CREATE FUNCTION pgml_trigger.predict_proba(model text, features jsonb) RETURNS double precision[]
-LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$ SELECT pgml_trigger._predict_proba(model, features, statement_timestamp()) $$;
+LANGUAGE sql STABLE STRICT AS $$ SELECT pgml_trigger._predict_proba(model, features, statement_timestamp()) $$;
 CREATE FUNCTION pgml_trigger.predict_proba(model text, features double precision[]) RETURNS double precision[]
-LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$ SELECT pgml_trigger._predict_proba(model, features, statement_timestamp()) $$;
+LANGUAGE sql STABLE STRICT AS $$ SELECT pgml_trigger._predict_proba(model, features, statement_timestamp()) $$;
 
 COMMENT ON FUNCTION pgml_trigger.predict(text, jsonb) IS 'prediction of a model for one row given by feature name';
 COMMENT ON FUNCTION pgml_trigger.predict(text, double precision[]) IS 'prediction of a model for one row given in feature order';
@@ -85,51 +73,43 @@ COMMENT ON FUNCTION pgml_trigger.predict_proba(text, double precision[]) IS 'cla
 -- output function, where to_jsonb() converts it to numeric first. A record argument also leaves the
 -- resolution of every existing call as it was (an array literal is never a record).
 CREATE FUNCTION pgml_trigger._predict(model text, features json, clock timestamptz) RETURNS double precision
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 500 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict(model, features, clock)
 $$;
 CREATE FUNCTION pgml_trigger._predict_label(model text, features json, clock timestamptz) RETURNS text
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 500 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_label(model, features, clock)
 $$;
 CREATE FUNCTION pgml_trigger._predict_proba(model text, features json, clock timestamptz)
 RETURNS double precision[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 500 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_proba(model, features, clock)
 $$;
 -- features: the text of a JSON array of rows (array_to_json()).
 CREATE FUNCTION pgml_trigger._predict_batch(model text, features json, clock timestamptz)
 RETURNS double precision[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 10000 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_batch(model, features, clock)
 $$;
 
 CREATE FUNCTION pgml_trigger.predict(model text, features record) RETURNS double precision
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE COST 700 AS $$
+LANGUAGE plpgsql STABLE STRICT AS $$
 BEGIN
     RETURN pgml_trigger._predict(model, pg_catalog.row_to_json(features), pg_catalog.statement_timestamp());
 END
 $$;
 CREATE FUNCTION pgml_trigger.predict_label(model text, features record) RETURNS text
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE COST 700 AS $$
+LANGUAGE plpgsql STABLE STRICT AS $$
 BEGIN
     RETURN pgml_trigger._predict_label(model, pg_catalog.row_to_json(features), pg_catalog.statement_timestamp());
 END
 $$;
 CREATE FUNCTION pgml_trigger.predict_proba(model text, features record) RETURNS double precision[]
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE COST 700 AS $$
+LANGUAGE plpgsql STABLE STRICT AS $$
 BEGIN
     RETURN pgml_trigger._predict_proba(model, pg_catalog.row_to_json(features), pg_catalog.statement_timestamp());
 END
@@ -143,22 +123,21 @@ COMMENT ON FUNCTION pgml_trigger.predict_proba(text, record) IS
 -- predict_batch('churn', json_agg(c)): the rows as a JSON array. Not an anyarray overload: that would
 -- make predict_batch('m', ARRAY[[...]]) over numeric ambiguous, where it now means double precision[].
 CREATE FUNCTION pgml_trigger.predict_batch(model text, features json) RETURNS double precision[]
-LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$ SELECT pgml_trigger._predict_batch(model, features, statement_timestamp()) $$;
+LANGUAGE sql STABLE STRICT AS $$ SELECT pgml_trigger._predict_batch(model, features, statement_timestamp()) $$;
 COMMENT ON FUNCTION pgml_trigger.predict_batch(text, json) IS
     'predictions for a JSON array of rows (e.g. json_agg(t)), keys matched to features by name; '
     'a null row predicts NULL';
 
 CREATE FUNCTION pgml_trigger.cache_info(
     OUT name text, OUT version integer, OUT sha256 text, OUT payload_bytes bigint, OUT loads bigint,
-    OUT scoring_path text, OUT load_seconds double precision, OUT load_stages jsonb, OUT memory_bytes bigint)
+    OUT scoring_path text, OUT load_seconds double precision, OUT load_stages jsonb)
 RETURNS SETOF record
 LANGUAGE plpython3u VOLATILE AS $$
 if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].cache_info()
 $$;
 COMMENT ON FUNCTION pgml_trigger.cache_info() IS
-    'models deserialized in this backend, how often each was loaded, how it scores, its last load time by stage, '
-    'and the memory it holds (what pgml_trigger.model_cache_mb bounds)';
+    'models deserialized in this backend, how often each was loaded, how it scores, its last load time by stage';
 
 -- Loading models before the first request (a pooled connection's configure hook).
 CREATE FUNCTION pgml_trigger._warm_up(models text[], clock timestamptz,
@@ -194,41 +173,33 @@ COMMENT ON FUNCTION pgml_trigger.loaded_scoring_path(text) IS
 -- a float per element.
 CREATE FUNCTION pgml_trigger._predict_batch(model text, features bytea, clock timestamptz)
 RETURNS double precision[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 10000 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_batch(model, features, clock)
 $$;
 CREATE FUNCTION pgml_trigger._predict_batch(model text, features jsonb[], clock timestamptz)
 RETURNS double precision[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 10000 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_batch(model, features, clock)
 $$;
 CREATE FUNCTION pgml_trigger._predict_label_batch(model text, features bytea, clock timestamptz) RETURNS text[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 10000 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_label_batch(model, features, clock)
 $$;
 CREATE FUNCTION pgml_trigger._predict_label_batch(model text, features jsonb[], clock timestamptz) RETURNS text[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE COST 10000 AS $$
-if "pgml_trigger" not in GD:  # no SPI in a parallel query: see pgml_trigger/server/worker_bootstrap.py
-    if __import__("ctypes").CDLL(None).IsInParallelMode() & 1: exec(open("pg_stat_tmp/pgml_trigger/bootstrap.py").read())
-    else: plpy.execute("SELECT pgml_trigger._bootstrap()")
+LANGUAGE plpython3u STABLE STRICT AS $$
+if "pgml_trigger" not in GD: plpy.execute("SELECT pgml_trigger._bootstrap()")
 return GD["pgml_trigger"].predict_label_batch(model, features, clock)
 $$;
 
 CREATE FUNCTION pgml_trigger.predict_batch(model text, features double precision[]) RETURNS double precision[]
-LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$
+LANGUAGE sql STABLE STRICT AS $$
     SELECT pgml_trigger._predict_batch(model, array_send(features), statement_timestamp())
 $$;
 CREATE FUNCTION pgml_trigger.predict_batch(model text, features jsonb[]) RETURNS double precision[]
-LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$ SELECT pgml_trigger._predict_batch(model, features, statement_timestamp()) $$;
+LANGUAGE sql STABLE STRICT AS $$ SELECT pgml_trigger._predict_batch(model, features, statement_timestamp()) $$;
 COMMENT ON FUNCTION pgml_trigger.predict_batch(text, double precision[]) IS
     'predictions for the rows of a two-dimensional array (one row of features in model order per element)';
 COMMENT ON FUNCTION pgml_trigger.predict_batch(text, jsonb[]) IS

@@ -1,9 +1,7 @@
-"""The per-backend model cache stays within pgml_trigger.model_cache_mb, counted in the memory models hold: least
-recently used out, RSS bounded, and what is counted is what a backend grows by."""
+"""The per-backend model cache stays within pgml_trigger.model_cache_mb: least recently used out, RSS bounded."""
 
 from __future__ import annotations
 
-import time
 from functools import cache
 
 import trained
@@ -14,10 +12,10 @@ from pgml_trigger import upload
 
 LIMIT_MB = 3
 MODELS = 24
-# What backend RSS may grow by beyond the cache's bound while models come and go: the bound counts the memory
-# each model holds once loaded, and what is left is the allocators' slack (measured: about 2 MB; see the
-# printed figures).
-OVERHEAD_MB = 4
+# What backend RSS may grow by beyond the cache's bound while models come and go: a deserialized forest
+# takes more memory than its payload, and the allocator keeps freed memory (measured: about 30 MB; see
+# the printed figures).
+OVERHEAD_MB = 32
 
 
 @cache
@@ -61,7 +59,7 @@ def test_least_recently_used_models_are_evicted_and_rss_stays_bounded(server, co
         for seed in range(MODELS):
             score(f"rf{seed}")
         after_round.append(_rss_mb(session))
-    held = session.execute("SELECT name, memory_bytes, loads FROM pgml_trigger.cache_info()").fetchall()
+    held = session.execute("SELECT name, payload_bytes, loads FROM pgml_trigger.cache_info()").fetchall()
     limit = LIMIT_MB * 1024 * 1024
     assert sum(size for _, size, _ in held) <= limit
     last = [f"rf{seed}" for seed in range(MODELS - len(held), MODELS)]
@@ -96,64 +94,3 @@ def test_least_recently_used_models_are_evicted_and_rss_stays_bounded(server, co
     # below what keeping every model costs.
     assert growth[2] - growth[0] <= 2
     assert growth[2] <= LIMIT_MB + OVERHEAD_MB < unbounded
-
-
-def _private_mb(conn) -> float:
-    """The backend's resident memory that is neither file-backed nor shared (what memory_bytes measures)."""
-    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no RssAnon")
-
-
-def test_memory_counted_is_what_a_backend_grows_by(server, conn, connect, figure):
-    if server["kind"] == "testcontainers":
-        import pytest
-
-        pytest.skip("reads the backend's /proc entry on this host")
-    from sklearn.ensemble import RandomForestClassifier
-
-    X, y = trained.breast_cancer()
-    for compiled in (True, False):
-        suffix = "graph" if compiled else "own"
-        upload(conn, f"forest_{suffix}", RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y),
-               compile=compiled)
-        upload(conn, f"small_{suffix}", RandomForestClassifier(n_estimators=2, random_state=0).fit(X, y),
-               compile=compiled)
-    row = list(X.iloc[0])
-    predict = "SELECT pgml_trigger.predict(%s, %s::float8[])"
-    for suffix in ("graph", "own"):
-        session = connect()
-        session.execute(predict, [f"small_{suffix}", row])  # the libraries are imported: that is the backend's
-        before = _private_mb(session)
-        for _ in range(3):
-            session.execute(predict, [f"forest_{suffix}", row])
-        grown = _private_mb(session) - before
-        counted = session.execute("SELECT memory_bytes FROM pgml_trigger.cache_info() WHERE name = %s",
-                                  [f"forest_{suffix}"]).fetchone()[0] / 2**20
-        figure(f"100-tree forest ({suffix}): backend grew MB, counted MB", (round(grown, 2), round(counted, 2)))
-        assert abs(counted - grown) <= 0.25 * grown
-
-
-def test_counters_sum_the_memory_of_running_backends(conn, connect):
-    upload(conn, "forest", trained.forest_breast_cancer())
-    X, _ = trained.breast_cancer()
-    sessions = [connect() for _ in range(2)]
-    held = []
-    for session in sessions:
-        session.execute("SELECT pgml_trigger.predict('forest', %s::float8[])", [list(X.iloc[0])])
-        held.append(session.execute("SELECT memory_bytes FROM pgml_trigger.cache_info()").fetchone()[0])
-        session.execute("SELECT count(*) FROM pgml_trigger.counters()")  # publishes this backend's own
-    assert all(held)
-    total = "SELECT memory_bytes FROM pgml_trigger.counters() WHERE name = 'forest'"
-    assert conn.execute(total).fetchone()[0] == sum(held)
-    pid = sessions[0].execute("SELECT pg_backend_pid()").fetchone()[0]
-    sessions[0].close()
-    conn.execute("SELECT pg_terminate_backend(%s)", [pid])  # gone for sure: close() does not wait for the exit
-    for _ in range(50):  # until its process has exited
-        if conn.execute(total).fetchone()[0] == held[1]:
-            break
-        time.sleep(0.1)
-    assert conn.execute(total).fetchone()[0] == held[1]  # its memory went with it

@@ -138,36 +138,3 @@ def test_generation_file_read_in_place_and_found_again_after_removal(tmp_path, m
     reader.distrust()
     assert reader.current() is None
     assert generation.GenerationSignal(7, usable=False).current() is None
-
-
-def test_a_compiled_linear_model_scores_one_row_as_float64_arithmetic(conn):
-    """One row of a compiled linear model is its linear form computed in float64, as its row trigger computes it:
-    as close to scikit-learn as float64 goes, where its float32 graph (which still scores batches and
-    probabilities) is off by about 1e-7."""
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    X, y = trained.diabetes()
-    regressor = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(X, y)
-    upload(conn, "dose", regressor, sample=X)
-    classifier = trained.linear_breast_cancer()
-    Xc, _ = trained.breast_cancer()
-    upload(conn, "tumour", classifier, sample=Xc)
-    assert conn.execute("SELECT bool_and(linear_form IS NOT NULL AND scoring_path = 'onnx') "
-                        "FROM pgml_trigger.models").fetchone()[0]
-
-    one_row = [conn.execute("SELECT pgml_trigger.predict('dose', %s::float8[])", [row]).fetchone()[0]
-               for row in X.to_numpy().tolist()]
-    batch = conn.execute("SELECT pgml_trigger.predict_batch('dose', %s::float8[][])",
-                         [X.to_numpy().tolist()]).fetchone()[0]
-    expected = regressor.predict(X)
-    assert np.max(np.abs(np.asarray(one_row) - expected) / np.abs(expected)) < 1e-12
-    assert np.max(np.abs(np.asarray(batch) - expected) / np.abs(expected)) > 1e-9  # the float32 graph
-    assert np.allclose(batch, expected, rtol=1e-5)
-
-    labels = [conn.execute("SELECT pgml_trigger.predict_label('tumour', %s::float8[])", [row]).fetchone()[0]
-              for row in Xc.to_numpy().tolist()]
-    assert labels == [str(label) for label in classifier.predict(Xc)]
-    proba = conn.execute("SELECT pgml_trigger.predict_proba('tumour', %s::float8[])", [Xc.iloc[0].tolist()]).fetchone()
-    assert np.allclose(proba[0], classifier.predict_proba(Xc.iloc[[0]])[0], atol=1e-6)

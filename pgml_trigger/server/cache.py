@@ -10,11 +10,6 @@ in the same transaction as every change to models, aliases and attachments. Read
 statement (the callers pass ``statement_timestamp()``), and not at all while the writers' shared file says
 nothing changed (generation.py), keeps the catalog out of the hot path while every open session still sees a
 new version, an alias move or a deleted model on its next statement.
-
-In a parallel query no process may read the catalog through SPI (parallel.py): references resolve from the
-newest snapshot of the catalog (snapshot.py) and payloads load from the server's files (model_files.py), which
-every payload fetched through SPI is written to. A backend that reads the catalog through SPI keeps the
-snapshot current where no writer wrote it (Catalog.save_snapshot).
 """
 
 from __future__ import annotations
@@ -32,43 +27,22 @@ from ..errors import (
     PgmlTriggerError,
     UntrustedContent,
 )
-from . import load_plan, memory, onnx_graph, parallel
-from .arithmetic import LinearRows
+from . import load_plan, onnx_graph
 from .catalog import Attachment, Catalog, ModelMeta
-from .counters import DIRECTORY, Counters
+from .counters import Counters
 from .engines import OnnxEngine, SklearnEngine
 from .generation import GenerationSignal
 from .load_plan import Engine, LoadPolicy
-from .model_files import ModelFiles
 from .scoring import LoadedModel
-from .snapshot import Snapshots
-
-DEFAULT_CACHE_MB = 1024
-# How a parallel query's process gets what it may not read itself (snapshot.py says the same of the catalog).
-_TOO_LARGE_HINT = "raise pgml_trigger.model_cache_mb for this database, or upload a smaller model"
-_FILE_HINT = ("score the model once without parallel workers (SET max_parallel_workers_per_gather = 0), or call "
-              "pgml_trigger.warm_up() for it: a backend that may read the payload writes it to the server's disk")
 
 
 class ModelCache:
-    def __init__(self, catalog: Catalog):
-        self.catalog = catalog  # through SPI, outside parallel queries
-        self._source: Catalog | object = catalog  # what this statement resolves from: catalog, or a snapshot
-        database_oid = parallel.database_oid()
-        if database_oid is None:  # parallel queries are never told apart here: SPI is always there
-            database_oid = catalog.database()[0]
-        self._database_oid = database_oid
-        if not parallel.in_parallel_mode():
-            parallel.prepare_workers(DIRECTORY, database_oid)
-        self.files = ModelFiles(DIRECTORY / str(database_oid) / "models")
-        self.snapshots = Snapshots(DIRECTORY / str(database_oid) / "catalog")
-        self.signal: GenerationSignal | None = None  # set by the first statement outside a parallel query
-        self._changed_catalog = False
-        self._max_bytes: int | None = None  # pgml_trigger.model_cache_mb, read once
+    def __init__(self, catalog: Catalog, max_bytes: int, database_oid: int, signal: GenerationSignal):
+        self.catalog = catalog
+        self.signal = signal
+        self.max_bytes = max_bytes
         self._clock = None
-        self._generation = None  # as last read through SPI
-        self._refs_generation = None  # of the catalog _refs were resolved from: through SPI or a snapshot
-        self._snapshot_checked: tuple[int, int | None] | None = None
+        self._generation = None
         self._refs: dict[str, LoadedModel] = {}
         self._attachments: dict[int, Attachment] = {}
         self._loaded: OrderedDict[tuple, LoadedModel] = OrderedDict()
@@ -82,60 +56,20 @@ class ModelCache:
         if clock == self._clock:
             return
         self.counters.publish_if_due()
-        if parallel.in_parallel_mode():
-            self._source = self.snapshots.newest(self.catalog.warn)
-            self._clock = clock
-            self._resolve_at(self._source.generation())
-            return
-        self._source = self.catalog
-        if self.signal is None:
-            self._start()
-        if self._generation is not None and self._refs_generation == self._generation \
-                and self.signal.current() == self._generation:
+        if self._generation is not None and self.signal.current() == self._generation:
             self._clock = clock
             return
         generation = self.catalog.generation()
         self._clock = clock
-        self._generation = generation
-        self._resolve_at(generation)
-        newest = self.snapshots.newest_generation()
-        if newest != generation and self._snapshot_checked != (generation, newest):
-            self._snapshot_checked = (generation, newest)
-            self.catalog.save_snapshot()
-
-    def _start(self) -> None:
-        """This backend's first statement outside a parallel query: what a parallel query's processes will read."""
-        _, in_recovery = self.catalog.database()
-        self.signal = GenerationSignal(self._database_oid, usable=not in_recovery and not self._changed_catalog)
-        self.catalog.save_snapshot()  # the database's settings may have changed since the newest was written
-
-    def _resolve_at(self, generation: int) -> None:
-        if generation != self._refs_generation:
-            self._refs_generation = generation
+        if generation != self._generation:
+            self._generation = generation
             self._refs.clear()
             self._attachments.clear()
-
-    @property
-    def max_bytes(self) -> int:
-        if self._max_bytes is None:
-            setting = self._now().setting("pgml_trigger.model_cache_mb")
-            try:
-                self._max_bytes = int(setting) * 2**20 if setting else DEFAULT_CACHE_MB * 2**20
-            except ValueError:
-                raise ModelLoadFailed(f"pgml_trigger.model_cache_mb must be a whole number of megabytes, not "
-                                      f"{setting!r}") from None
-        return self._max_bytes
-
-    def _now(self):
-        """The catalog as this moment may read it: the SPI catalog, or in a parallel query its snapshot."""
-        return self._source if parallel.in_parallel_mode() else self.catalog
 
     def catalog_changed(self) -> None:
         """This backend itself changed the catalog: look again on the next call, and through SPI from now on."""
         self._clock = None
-        self._changed_catalog = True
-        if self.signal is not None:
-            self.signal.distrust()
+        self.signal.distrust()
 
     def model(self, model_ref: str, build_graph: bool | None = None) -> LoadedModel:
         """The loaded model a reference points to. A deferred graph (load_plan.defers_graph) is built when it is
@@ -143,7 +77,7 @@ class ModelCache:
         model = self._refs.get(model_ref)
         if model is None:
             # warm_up() wants the graph: no use loading the model's own payload first
-            model = self._refs[model_ref] = self._fetch(self._source.resolve(model_ref), defer=not build_graph)
+            model = self._refs[model_ref] = self._fetch(self.catalog.resolve(model_ref), defer=not build_graph)
         self._loaded.move_to_end(model.key)
         if model.graph_later is not None and build_graph is not False and (
                 build_graph or model.usage.seconds >= model.graph_after):
@@ -169,21 +103,14 @@ class ModelCache:
         if model is None:
             self._stages = {}
             started = time.perf_counter()
-            with memory.Measured() as added:
-                model = self._load(meta, defer=defer)
+            model = self._load(meta, defer=defer)
             model.load_seconds = time.perf_counter() - started
             model.load_stages, self._stages = self._stages, {}  # later loads (doctor(), fallbacks) count apart
-            model.memory_bytes = model.payload_bytes if added.bytes is None else max(added.bytes, 0)
-            if model.memory_bytes > self.max_bytes:
-                raise ModelTooLarge(f"model {model.label} holds {model.memory_bytes / 2**20:.1f} MB once loaded, "
-                                    f"more than a backend may hold (pgml_trigger.model_cache_mb = "
-                                    f"{self.max_bytes // 2**20})", hint=_TOO_LARGE_HINT)
             self.counters.loads[meta.name, meta.version] += 1  # into the cache: doctor's and upload checks' are not
             self.counters.load_seconds[meta.name, meta.version] += model.load_seconds
             self._loaded[key] = model
-            self._loaded_bytes += model.memory_bytes
+            self._loaded_bytes += model.payload_bytes
             self._evict(keep=key)
-            self._count_memory()
         return model
 
     def load_uncached(self, meta: ModelMeta) -> LoadedModel:
@@ -202,18 +129,18 @@ class ModelCache:
             raise ModelTooLarge(
                 f"model {label} has a payload of {meta.payload_bytes / 2**20:.1f} MB, more than "
                 f"a backend may hold (pgml_trigger.model_cache_mb = {self.max_bytes // 2**20})",
-                hint=_TOO_LARGE_HINT)
+                hint="raise pgml_trigger.model_cache_mb for this database, or upload a smaller model")
         policy = self._policy(meta)
         plan = load_plan.plan(meta, policy, graph_may_wait=defer,
                               has_onnxruntime=lambda: self._timed("import", load_plan.onnxruntime_available))
-        missing_value_engine, graph_later, graph_after, row_engine = None, None, 0.0, None
+        missing_value_engine, graph_later, graph_after = None, None, 0.0
         if plan.engine is Engine.UPLOADED_GRAPH:
             payload = self._payload(meta, label, compiled=False)
             engine, payload_bytes = self._onnx_engine(label, payload, meta, "payload", uploaded=True), len(payload)
         elif plan.engine is Engine.COMPILED_GRAPH:
             if plan.missing_values_to_own:
                 # Loaded the first time a row with a missing value comes, under the policy of that moment.
-                missing_value_engine = lambda: self._measured_engine(model, meta, quiet)  # noqa: E731
+                missing_value_engine = lambda: self._engine_now(meta, Engine.OWN_PAYLOAD, quiet)[0]  # noqa: E731
             own = self._own_engine_first(meta, label, policy, quiet) if plan.graph_after is not None else None
             if own is not None:
                 engine, payload_bytes = own
@@ -221,22 +148,20 @@ class ModelCache:
                 graph_after = self.counters.for_model(meta.name, meta.version).seconds + plan.graph_after
             else:
                 engine, payload_bytes = self._graph_engine(meta, label)
-                if plan.rows_by_arithmetic:
-                    row_engine = LinearRows(meta.linear_form, meta.classes, engine)
         else:
             engine, payload_bytes = self._own_engine(meta, label, policy, quiet)
         model = LoadedModel(name=meta.name, version=meta.version, sha256=meta.sha256, task=meta.task,
                             classes=meta.classes, schema=meta.schema, engine=engine, payload_bytes=payload_bytes,
                             usage=self.counters.for_model(meta.name, meta.version),
                             missing_value_engine=missing_value_engine, graph_later=graph_later,
-                            graph_after=graph_after, row_engine=row_engine)
+                            graph_after=graph_after)
         if graph_later is not None and missing_value_engine is not None:
             model.keep_missing_value_engine(engine)  # the own payload is loaded already
         return model
 
     def _policy(self, meta: ModelMeta) -> LoadPolicy:
         """The load policy of this moment, once the row's HMAC verifies under it."""
-        policy = LoadPolicy.read(self._now(), meta)
+        policy = LoadPolicy.read(self.catalog, meta)
         load_plan.verify_signature(meta, policy)
         return policy
 
@@ -266,48 +191,22 @@ class ModelCache:
         self._stages = {}
         started = time.perf_counter()
         try:
-            with memory.Measured() as built:
-                engine, payload_bytes = later()
-            if (built.bytes or 0) > self.max_bytes:
-                raise ModelTooLarge(f"model {model.label}'s graph holds {built.bytes / 2**20:.1f} MB once built, "
-                                    f"more than a backend may hold (pgml_trigger.model_cache_mb = "
-                                    f"{self.max_bytes // 2**20})")
+            engine, payload_bytes = later()
         except PgmlTriggerError as exc:
-            self._now().warn(f"pgml_trigger: {exc.message}; model {model.label} goes on scoring with its own "
-                             "payload")
+            self.catalog.warn(f"pgml_trigger: {exc.message}; model {model.label} goes on scoring with its own "
+                              "payload")
             return
         seconds = time.perf_counter() - started
-        with memory.Measured() as swapped:  # the own payload's memory goes back, unless rows with a missing value
-            if model.missing_value_engine is not None:  # keep it
-                model.keep_missing_value_engine(model.engine)
-            model.engine = engine
-            del engine
-        self._add_memory(model, (built.bytes or 0) + (swapped.bytes or 0))
+        if model.missing_value_engine is not None:
+            model.keep_missing_value_engine(model.engine)
+        model.engine = engine
+        self._loaded_bytes += payload_bytes - model.payload_bytes
         model.payload_bytes = payload_bytes
         model.load_seconds += seconds
         model.load_stages = {**model.load_stages, **{f"graph {stage}": spent for stage, spent in self._stages.items()}}
         self._stages = {}
         self.counters.load_seconds[model.name, model.version] += seconds
-
-    def _measured_engine(self, model: LoadedModel, meta: ModelMeta, quiet: bool) -> SklearnEngine:
-        """The own payload of a model scored by its graph, for its first row with a missing value."""
-        with memory.Measured() as added:
-            engine = self._engine_now(meta, Engine.OWN_PAYLOAD, quiet)[0]
-        self._add_memory(model, added.bytes or 0)
-        return engine
-
-    def _add_memory(self, model: LoadedModel, added: int) -> None:
-        """Count what a model's later engine changed of its memory; others may have to go (a model loaded
-        uncached, by doctor(), is not counted)."""
-        model.memory_bytes = max(model.memory_bytes + added, 0)
-        if self._loaded.get(model.key) is model:
-            self._loaded_bytes = sum(held.memory_bytes for held in self._loaded.values())
-            self._evict(keep=model.key)
-            self._count_memory()
-
-    def _count_memory(self) -> None:
-        """What counters() sums over running backends: the memory of the models held now."""
-        self.counters.memory = {(held.name, held.version): held.memory_bytes for held in self._loaded.values()}
+        self._evict(keep=model.key)
 
     def _graph_engine(self, meta: ModelMeta, label: str) -> tuple[OnnxEngine, int]:
         payload = self._payload(meta, label, compiled=True)
@@ -318,8 +217,8 @@ class ModelCache:
         difference = load_plan.check_versions(meta, policy)
         if difference is not None and not quiet and (meta.name, meta.version) not in self._version_warned:
             self._version_warned.add((meta.name, meta.version))
-            self._now().warn(f"pgml_trigger: {difference}; its predictions may differ from the ones checked "
-                             "at upload")
+            self.catalog.warn(f"pgml_trigger: {difference}; its predictions may differ from the ones checked "
+                              "at upload")
         payload = self._payload(meta, label, compiled=False)
         return SklearnEngine(self._deserialize(label, payload, meta.format), meta.schema), len(payload)
 
@@ -345,26 +244,12 @@ class ModelCache:
             self._stages[stage] = self._stages.get(stage, 0.0) + time.perf_counter() - started
 
     def _payload(self, meta: ModelMeta, label: str, compiled: bool) -> bytes:
-        """The model's own payload or its compiled one, once it matches the sha256 recorded at upload: fetched
-        through SPI, and written to the server's file of it; in a parallel query, read from that file."""
+        """The model's own payload or its compiled one, once it matches the sha256 recorded at upload."""
         sha256, what = (meta.compiled_sha256, "compiled payload") if compiled else (meta.sha256, "payload")
-        if parallel.in_parallel_mode():
-            try:
-                payload = self._timed("read file", self.files.read, sha256)
-            except ModelCorrupted as exc:
-                raise ModelCorrupted(f"model {label}: {exc.message}; a parallel query cannot fetch its {what} "
-                                     "again", hint=_FILE_HINT) from None
-            if payload is None:
-                raise ModelLoadFailed(f"model {label}: its {what} is not on this server's disk, where a parallel "
-                                      "query loads it from", hint=_FILE_HINT)
-            return payload
-        # Through SPI, though the file may be there: a stored payload that no longer matches is found at once.
         payload = self._timed("fetch", self.catalog.payload, meta.name, meta.version, compiled)
         if self._timed("sha256", formats.sha256, payload) != sha256:
             raise ModelCorrupted(f"model {label}: the stored {what} does not match its sha256 {sha256}; "
                                  "refusing to load it", hint="upload the model again")
-        if not self.files.holds(sha256):
-            self._timed("write file", self.files.write, sha256, payload)
         return payload
 
     def _deserialize(self, label: str, payload: bytes, fmt: str):
@@ -384,12 +269,11 @@ class ModelCache:
             raise ModelLoadFailed(f"model {label} cannot be deserialized: {type(exc).__name__}: {exc}") from exc
 
     def _evict(self, keep: tuple) -> None:
-        """The least recently used models go until those held fit pgml_trigger.model_cache_mb (memory_bytes)."""
         while self._loaded_bytes > self.max_bytes and len(self._loaded) > 1:
             key, victim = next(iter(self._loaded.items()))
             if key == keep:
                 break
             del self._loaded[key]
-            self._loaded_bytes -= victim.memory_bytes
+            self._loaded_bytes -= victim.payload_bytes
             self._refs = {ref: model for ref, model in self._refs.items() if model is not victim}
 

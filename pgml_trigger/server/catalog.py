@@ -25,19 +25,6 @@ class ModelMeta:
     compiled_format: str | None
     compiled_sha256: str | None
     compiled_handles_nan: bool | None
-    linear_form: dict | None  # the version's linear model as arithmetic (pgml_trigger/uploader/linear.py)
-
-    @classmethod
-    def from_row(cls, row) -> ModelMeta:
-        """From a row of server_resolve.sql's columns, or a model of a catalog snapshot (snapshot.py)."""
-        inputs = _json_object(row["feature_inputs"])
-        schema = FeatureSchema(names=_interned(row["feature_names"]), types=tuple(row["feature_types"]),
-                               inputs=tuple(map(FeatureInput.from_json, inputs)), input_kind=row["input_kind"])
-        return cls(name=row["name"], version=row["version"], sha256=row["sha256"], format=row["format"],
-                   task=row["task"], classes=json.loads(row["classes"]) if row["classes"] else None,
-                   schema=schema, payload_bytes=row["payload_bytes"], compiled_format=row["compiled_format"],
-                   compiled_sha256=row["compiled_sha256"], compiled_handles_nan=row["compiled_handles_nan"],
-                   linear_form=_json_object(row["linear_form"]))
 
 
 @dataclass(frozen=True)
@@ -80,12 +67,15 @@ class Catalog:
         return self._execute("server_generation", [], [])[0]["generation"]
 
     def resolve(self, model_ref: str) -> ModelMeta:
-        return ModelMeta.from_row(self._execute("server_resolve", ["text"], [model_ref])[0])
-
-    def save_snapshot(self) -> None:
-        """Write the catalog, as this statement sees it, where parallel queries read it, unless a newer snapshot
-        is there (sql/catalog.sql, _save_catalog_snapshot)."""
-        self._execute("server_save_snapshot", [], [])
+        row = self._execute("server_resolve", ["text"], [model_ref])[0]
+        schema = FeatureSchema(names=_interned(row["feature_names"]), types=tuple(row["feature_types"]),
+                               inputs=tuple(map(FeatureInput.from_json, json.loads(row["feature_inputs"]))),
+                               input_kind=row["input_kind"])
+        return ModelMeta(name=row["name"], version=row["version"], sha256=row["sha256"], format=row["format"],
+                         task=row["task"], classes=json.loads(row["classes"]) if row["classes"] else None,
+                         schema=schema, payload_bytes=row["payload_bytes"],
+                         compiled_format=row["compiled_format"], compiled_sha256=row["compiled_sha256"],
+                         compiled_handles_nan=row["compiled_handles_nan"])
 
     def payload(self, name: str, version: int, compiled: bool = False) -> bytes:
         """The (compiled) payload, through pgml_trigger._fetch_payload(), which may read it when the caller may not."""
@@ -162,11 +152,6 @@ class Catalog:
 
     def warn(self, message: str) -> None:
         self._plpy.warning(message)
-
-
-def _json_object(value) -> dict | None:
-    """A jsonb column as SPI hands it over (its text) or as a snapshot holds it (parsed already)."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _interned(names: list[str]) -> tuple[str, ...]:

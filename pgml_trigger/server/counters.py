@@ -5,14 +5,11 @@ pg_stat_tmp/pgml_trigger/<database oid>/<pid>-<start>.json, at most once a
 second, at the start of a statement that scores (ModelCache.sync). The files stay after a backend exits,
 so the totals cover every backend since the directory was last cleared; a
 backend's last second of work reaches its file with its next statement, and
-the backend asking counters() publishes its own first. The memory a model holds
-is summed over the backends still running: a file whose process has exited
-(or whose process id another process now has) counts for none.
+the backend asking counters() publishes its own first.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -40,7 +37,6 @@ class Counters:
         self.usage: dict[tuple[str, int], Usage] = {}
         self.loads: Counter[tuple[str, int]] = Counter()
         self.load_seconds: Counter[tuple[str, int]] = Counter()  # seconds spent loading into the cache
-        self.memory: dict[tuple[str, int], int] = {}  # bytes each model in the cache holds now (ModelCache)
         self.directory = DIRECTORY / str(database_oid)
         self._file = self.directory / f"{os.getpid()}-{time.time_ns() // 1000}.json"
         self._published = 0.0
@@ -61,10 +57,9 @@ class Counters:
         if not keys:
             return
         unused = Usage(calls=0, rows=0, errors=0, seconds=0.0)  # loaded, never scored
-        # A model's line: calls, rows, errors, seconds, loads, load_seconds, memory (what totals() reads).
+        # A model's line: calls, rows, errors, seconds, loads, load_seconds (what totals() reads).
         snapshot = {f"{name}@{version}": [*astuple(self.usage.get((name, version), unused)),
-                                          self.loads[name, version], self.load_seconds[name, version],
-                                          self.memory.get((name, version), 0)]
+                                          self.loads[name, version], self.load_seconds[name, version]]
                     for name, version in keys}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -76,49 +71,25 @@ class Counters:
 
 
 def totals(directory: Path) -> list[tuple]:
-    """(name, version, backends, calls, rows, errors, loads, seconds, load_seconds, memory_bytes) per model, over
-    every backend's file; memory_bytes over the backends still running."""
+    """(name, version, backends, calls, rows, errors, loads, seconds, load_seconds) per model, over every
+    backend's file."""
     summed: dict[str, list] = {}
     for path in directory.glob("*.json"):
         try:
             snapshot = json.loads(path.read_text())
         except (OSError, ValueError):
             continue  # a file being replaced, or gone
-        running = _running(path.stem)
-        for model, (calls, rows, errors, seconds, loads, *later) in snapshot.items():
-            # load_seconds and memory are absent from the files of backends older than those columns
-            load_seconds, memory = (later + [0.0, 0])[:2]
-            entry = summed.setdefault(model, [0, 0, 0, 0, 0, 0.0, 0.0, 0])
+        for model, (calls, rows, errors, seconds, loads, *load_seconds) in snapshot.items():
+            entry = summed.setdefault(model, [0, 0, 0, 0, 0, 0.0, 0.0])
             entry[0] += 1
             entry[1] += calls
             entry[2] += rows
             entry[3] += errors
             entry[4] += loads
             entry[5] += seconds
-            entry[6] += load_seconds
-            entry[7] += memory if running else 0
+            entry[6] += sum(load_seconds)  # absent from the files of backends older than this column
     result = []
-    for model, (backends, calls, rows, errors, loads, seconds, load_seconds, memory) in sorted(summed.items()):
+    for model, (backends, calls, rows, errors, loads, seconds, load_seconds) in sorted(summed.items()):
         name, _, version = model.rpartition("@")
-        result.append((name, int(version), backends, calls, rows, errors, loads, seconds, load_seconds, memory))
+        result.append((name, int(version), backends, calls, rows, errors, loads, seconds, load_seconds))
     return result
-
-
-def _running(stem: str) -> bool:
-    """Whether the backend that writes <pid>-<start>.json still runs: a process of that id started before it."""
-    pid, _, created_us = stem.partition("-")
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        state, started_ticks = fields[0], int(fields[19])
-    except (OSError, ValueError, IndexError):
-        return False
-    if state in ("Z", "X"):  # exited, not yet reaped
-        return False
-    return _boot_time() + started_ticks / os.sysconf("SC_CLK_TCK") <= int(created_us) / 1e6 + 1
-
-
-@functools.cache
-def _boot_time() -> float:
-    with open("/proc/stat") as stat:
-        return next(float(line.split()[1]) for line in stat if line.startswith("btime"))

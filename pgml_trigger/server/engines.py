@@ -12,7 +12,6 @@ pandas and scikit-learn's input validation where that is safe.
 
 from __future__ import annotations
 
-import functools
 import warnings
 
 import numpy as np
@@ -163,14 +162,6 @@ class OnnxEngine:
                 self._binding = self.session.io_binding()
                 self._binding.bind_ortvalue_input(self._input, onnxruntime.OrtValue.ortvalue_from_numpy(self._row))
                 self._binding.bind_output(scored.name, "cpu", 0, buffer.dtype, shape, buffer.ctypes.data)
-                # onnxruntime's Python run_with_iobinding() looks for WebGPU graph capture on every call, about a
-                # fifth of a one-row call; its compiled method is called directly where this onnxruntime has one.
-                native_session = getattr(self.session, "_sess", None)
-                native_binding = getattr(self._binding, "_iobinding", None)
-                if native_session is not None and native_binding is not None:
-                    self._run_row = functools.partial(native_session.run_with_iobinding, native_binding, None)
-                else:
-                    self._run_row = functools.partial(self.session.run_with_iobinding, self._binding)
 
     def predict_row(self, values):
         scores = self._row_scores(values)
@@ -203,7 +194,7 @@ class OnnxEngine:
     def _row_scores(self, values) -> list[float]:
         if self._binding is not None:
             self._row[0] = values
-            self._run_row()
+            self.session.run_with_iobinding(self._binding)
             return self._scores[0].tolist()
         if self._column_dtypes is not None:
             feeds = _row_feeds(self._row_inputs, values)

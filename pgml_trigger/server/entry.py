@@ -14,6 +14,7 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import contextlib  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
@@ -25,6 +26,7 @@ from ..errors import AttachmentStale, FeatureOutOfRange, FeatureTypeMismatch, Pg
 from . import counters as _counters  # noqa: E402
 from . import drift as _drift  # noqa: E402
 from . import explain as _explain  # noqa: E402
+from . import generation as _generation  # noqa: E402
 from .cache import ModelCache  # noqa: E402
 from .catalog import Catalog  # noqa: E402
 from .features import (  # noqa: E402
@@ -36,7 +38,6 @@ from .features import (  # noqa: E402
     in_row,
     matrix_from_mappings,
 )
-from .scoring import CHUNK_ROWS  # noqa: E402
 
 try:  # parses a row of 30 numbers by name in about a fifth of json.loads's time
     from orjson import loads as _fast_json  # noqa: E402
@@ -47,8 +48,21 @@ except ImportError:  # a server environment installed before orjson was a depend
 # error with its class's module and name, except for __main__.
 SqlError = type("pgml_trigger", (plpy.Error,), {"__module__": "__main__"})
 
-# Imported in a parallel query's processes too: nothing here reads the catalog (cache.py reads it when it may).
-_cache = ModelCache(Catalog(plpy))
+_DEFAULT_CACHE_MB = 1024
+
+
+def _cache_limit_bytes(catalog: Catalog) -> int:
+    setting = catalog.setting("pgml_trigger.model_cache_mb")
+    try:
+        return int(setting) * 1024 * 1024 if setting else _DEFAULT_CACHE_MB * 1024 * 1024
+    except ValueError:
+        raise SqlError(f"pgml_trigger.model_cache_mb must be a whole number of megabytes, not {setting!r}") from None
+
+
+_catalog = Catalog(plpy)
+_database_oid, _in_recovery = _catalog.database()
+_cache = ModelCache(_catalog, _cache_limit_bytes(_catalog), _database_oid,
+                    _generation.GenerationSignal(_database_oid, usable=not _in_recovery))
 
 
 def _sql_errors(function):
@@ -73,24 +87,27 @@ def _raise(message, sqlstate, detail, hint):
 
 def _inputs(model, features, columns=None):
     """One row's features: jsonb and json (a table row, row_to_json() in SQL) arrive as their text (json.loads is
-    the fastest way to a dict), float8[] as a list; a dict is an element of a batch already parsed. A row the
-    model refuses counts as an error of that model (counters())."""
-    try:
+    the fastest way to a dict), float8[] as a list; a dict is an element of a batch already parsed."""
+    with _counted_as_error(model):
         if isinstance(features, str):
             return from_mapping(model.schema, _parsed(model, features), model.label, columns)
         if isinstance(features, dict):
             return from_mapping(model.schema, features, model.label, columns)
         return from_positional(model.schema, features, model.label, columns)
-    except PgmlTriggerError:
-        model.usage.errors += 1
-        raise
 
 
 def _typed_inputs(model, numbers, texts, columns):
     """One row as a scoring trigger hands over a row with text columns: its numeric features as a float8[], its
     text ones as a text[] (sql/triggers.sql, _features_by_kind)."""
-    try:
+    with _counted_as_error(model):
         return from_typed_arrays(model.schema, numbers, texts, model.label, columns)
+
+
+@contextlib.contextmanager
+def _counted_as_error(model):
+    """A row the model refuses counts as an error of that model (counters())."""
+    try:
+        yield
     except PgmlTriggerError:
         model.usage.errors += 1
         raise
@@ -159,26 +176,20 @@ def predict_label_batch(model_ref, features, clock):
 def _score_batch(model, features, score):
     if isinstance(features, str):
         features = _parsed(model, features)
-    if isinstance(features, bytes):
-        return score(from_array_send(model.schema, features, model.label))
-    # By name, CHUNK_ROWS rows at a time: a batch holds no more of them parsed than that, whatever its size.
-    result = []
-    for first in range(0, len(features), CHUNK_ROWS):
-        chunk = features[first:first + CHUNK_ROWS]
-        rows, present = _batch_rows(model, chunk, first=first)
-        scored = score(rows)
-        if present is not None:
-            scored, kept = [None] * len(chunk), scored
-            for index, value in zip(present, kept):
-                scored[index] = value
-        result += scored
+    rows, present = _batch_rows(model, features)
+    scored = score(rows)
+    if present is None:
+        return scored
+    result = [None] * len(features)
+    for index, value in zip(present, scored):
+        result[index] = value
     return result
 
 
-def _batch_rows(model, features, columns=None, first=0):
+def _batch_rows(model, features, columns=None):
     """Rows from a double precision[][] (array_send() bytes), a jsonb[] (texts) or table rows (dicts, from the
     JSON array _score_batch parsed), and, when a NULL row was left out (it scores as NULL), the indexes the others
-    came from (else None). Errors name their row, counted from ``first``.
+    came from (else None). Errors name their row.
     """
     if isinstance(features, bytes):
         return from_array_send(model.schema, features, model.label), None
@@ -192,7 +203,7 @@ def _batch_rows(model, features, columns=None, first=0):
         try:
             rows.append(_inputs(model, item, columns))
         except PgmlTriggerError as exc:
-            raise in_row(exc, first + index) from None
+            raise in_row(exc, index) from None
         present.append(index)
     return rows, None if len(present) == len(features) else present
 
@@ -242,7 +253,7 @@ def catalog_changed() -> None:
 
 def cache_info():
     return [(m.name, m.version, m.sha256, m.payload_bytes, _cache.counters.loads[m.name, m.version], m.scoring_path,
-             m.load_seconds, json.dumps(m.load_stages), m.memory_bytes) for m in _cache.entries()]
+             m.load_seconds, json.dumps(m.load_stages)) for m in _cache.entries()]
 
 
 @_sql_errors

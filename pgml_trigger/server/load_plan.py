@@ -96,9 +96,6 @@ class LoadPlan:
     missing_values_to_own: bool = False
     # Versions the own payload was saved with, to compare with this server's: empty when it is never loaded.
     libraries: Mapping[str, str | None] = field(default_factory=dict)
-    # One row's prediction is the version's linear form computed as float64 arithmetic (arithmetic.py) rather
-    # than a float32 onnxruntime call: a compiled linear model, its graph built at load.
-    rows_by_arithmetic: bool = False
 
     @property
     def own_payload_too(self) -> bool:
@@ -131,8 +128,7 @@ def plan(meta: ModelMeta, policy: LoadPolicy, graph_may_wait: bool = True,
         missing_values_to_own = meta.schema.accepts_nan and not meta.compiled_handles_nan
         return LoadPlan(Engine.COMPILED_GRAPH, graph_after=graph_seconds(meta) if waits else None,
                         missing_values_to_own=missing_values_to_own,
-                        libraries=policy.recorded.libraries if waits or missing_values_to_own else {},
-                        rows_by_arithmetic=meta.linear_form is not None and not waits)
+                        libraries=policy.recorded.libraries if waits or missing_values_to_own else {})
     allow(meta, policy, Engine.OWN_PAYLOAD)
     return LoadPlan(Engine.OWN_PAYLOAD, libraries=policy.recorded.libraries)
 

@@ -11,13 +11,8 @@ import numpy as np
 
 from ..errors import FeatureOutOfRange, ModelRejectedInput, WrongModelKind
 from ..schema import FeatureSchema, is_number
-from .arithmetic import LinearRows
 from .counters import Usage
 from .engines import REJECTED_INPUT, OnnxEngine, SklearnEngine
-
-# Rows an engine scores at a time in a batch: what scoring one holds beyond its input and its result (the
-# engine's copy of the rows, e.g. onnxruntime's float32 one, and its outputs).
-CHUNK_ROWS = 10_000
 
 
 @dataclass
@@ -32,14 +27,12 @@ class LoadedModel:
     payload_bytes: int
     usage: Usage  # of this model in this backend
     # Where rows with a missing value go when the compiled graph would score them unlike scikit-learn:
-    # loads the joblib payload the first time such a row comes (counted in memory_bytes from then on).
+    # loads the joblib payload the first time such a row comes (not counted in payload_bytes).
     missing_value_engine: Callable[[], SklearnEngine] | None = None
     # A big compiled graph not built yet (load_plan.defers_graph): what builds it, once usage.seconds (spent
     # scoring) reaches graph_after; until then ``engine`` is the model's own payload.
     graph_later: Callable[[], tuple[OnnxEngine, int]] | None = None
     graph_after: float = 0.0
-    row_engine: LinearRows | None = None  # what scores one row's prediction instead of ``engine`` (load_plan)
-    memory_bytes: int = 0  # what loading it added to the backend's private memory (memory.py): the cache's measure
     load_seconds: float = 0.0  # fetching, checking and deserializing the payload, in this backend
     load_stages: dict = field(default_factory=dict)  # of those: import, fetch, sha256, deserialize, onnxruntime session
     label: str = field(init=False)
@@ -86,7 +79,7 @@ class LoadedModel:
         self._check_numeric_output()
         if len(rows) == 0:
             return []
-        values = self._call_chunks("predict_rows", rows).astype(np.float64)
+        values = self._call_rows("predict_rows", rows).astype(np.float64)
         finite = np.isfinite(values)
         if not finite.all():
             row_index = int(np.argmin(finite))
@@ -103,7 +96,7 @@ class LoadedModel:
         self._check_classifier()
         if len(rows) == 0:
             return []
-        return [str(label) for label in self._call_chunks("predict_rows", rows).tolist()]
+        return [str(label) for label in self._call_rows("predict_rows", rows).tolist()]
 
     def _check_classifier(self) -> None:
         if self.task != "classification":
@@ -119,15 +112,7 @@ class LoadedModel:
         engine = self.engine
         if self.missing_value_engine is not None and self.schema.has_hole(row):
             engine = self._missing_value_engine()
-        elif self.row_engine is not None and method == "predict_row":
-            engine = self.row_engine
         return self._call(engine, method, row)
-
-    def _call_chunks(self, method: str, rows) -> np.ndarray:
-        if len(rows) <= CHUNK_ROWS:
-            return self._call_rows(method, rows)
-        return np.concatenate([self._call_rows(method, rows[start:start + CHUNK_ROWS])
-                               for start in range(0, len(rows), CHUNK_ROWS)])
 
     def _call_rows(self, method: str, rows) -> np.ndarray:
         if self.missing_value_engine is None:
